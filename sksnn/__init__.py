@@ -1,0 +1,23 @@
+"""sksnn: scikit-learn estimators for stochastic spiking neural networks.
+
+Spiking networks whose neurons fire with probability ``f((U - threshold) / T)`` (escape noise),
+trained with surrogate gradients; by default the surrogate derivative is the derivative of
+``f``, as stochastic automatic differentiation prescribes (Gygax & Zenke, Neural Computation
+2025).
+"""
+
+from ._version import __version__
+from .estimators import (
+    InconsistentVersionWarning,
+    SimulationResult,
+    SpikingClassifier,
+    SpikingRegressor,
+)
+
+__all__ = [
+    "InconsistentVersionWarning",
+    "SimulationResult",
+    "SpikingClassifier",
+    "SpikingRegressor",
+    "__version__",
+]
