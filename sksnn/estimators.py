@@ -242,9 +242,9 @@ class _BaseSpiking(BaseEstimator):
     # ---------------------------------------------------------------------------------------
     # Input validation
     # ---------------------------------------------------------------------------------------
-    def _validate_X(self, X, *, reset: bool, y=None):
+    def _validate_X(self, X, *, reset: bool, y="no_validation"):
         """Validate X (2-D tabular or 3-D sequences), optionally with y; returns float32 X."""
-        is_3d = (X.ndim if hasattr(X, "ndim") else np.ndim(X)) == 3
+        is_3d = _ndim(X) == 3
         check = {
             "dtype": [np.float64, np.float32],
             "ensure_min_samples": 1,
@@ -257,7 +257,12 @@ class _BaseSpiking(BaseEstimator):
             X = check_array(X, **check)
             if X.shape[1] < 1 or X.shape[2] < 1:
                 raise ValueError(f"3-D X needs at least one step and one input, got {X.shape}.")
-            if y is not None:
+            if y is None:
+                raise ValueError(
+                    f"This {type(self).__name__} estimator requires y to be passed, but the "
+                    "target y is None."
+                )
+            if not _is_no_validation(y):
                 y = _check_y(y, multi_output=multi_output, y_numeric=multi_output)
                 check_consistent_length(X, y)
             if reset:
@@ -269,7 +274,7 @@ class _BaseSpiking(BaseEstimator):
                     f"X has {X.shape[2]} features, but {type(self).__name__} is expecting "
                     f"{self.n_features_in_} features as input."
                 )
-        elif y is None:
+        elif _is_no_validation(y):
             X = validate_data(self, X, reset=reset, **check)
         else:
             X, y = validate_data(
@@ -291,7 +296,7 @@ class _BaseSpiking(BaseEstimator):
         X32 = X.astype(np.float32, copy=False)
         if not np.isfinite(X32).all():
             raise ValueError("X contains values too large in magnitude for float32.")
-        return X32 if y is None else (X32, y)
+        return X32 if _is_no_validation(y) else (X32, y)
 
     # ---------------------------------------------------------------------------------------
     # Fitting
@@ -608,6 +613,21 @@ class _BaseSpiking(BaseEstimator):
         return tags
 
 
+def _ndim(X) -> int:
+    """Number of dimensions of array-like X without converting DataFrames or sparse matrices."""
+    shape = getattr(X, "shape", None)
+    if shape is not None:
+        return len(shape)
+    try:
+        return np.asarray(X).ndim
+    except (ValueError, TypeError):
+        return 2  # ragged or odd input: let the 2-D validation report it
+
+
+def _is_no_validation(y) -> bool:
+    return isinstance(y, str) and y == "no_validation"
+
+
 def _copy_module(module: torch.nn.Module, device: torch.device) -> torch.nn.Module:
     import copy
 
@@ -863,7 +883,8 @@ class SpikingClassifier(ClassifierMixin, _BaseSpiking):
         -------
         ndarray of shape (n_samples,)
         """
-        return self.classes_[self.predict_proba(X).argmax(axis=1)]
+        proba = self.predict_proba(X)
+        return self.classes_[proba.argmax(axis=1)]
 
 
 class SpikingRegressor(RegressorMixin, _BaseSpiking):
@@ -936,6 +957,12 @@ firing_rates_
 
         pred = self._readout_trials(X).mean(axis=0)
         return float(r2_score(y, pred))
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.target_tags.multi_output = True
+        tags.target_tags.single_output = True
+        return tags
 
     def fit(self, X, y, sample_weight=None):
         """Fit the network to data X and targets y.
