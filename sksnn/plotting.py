@@ -125,10 +125,15 @@ def plot_raster(
     spikes = np.asarray(result.spikes[layer])
     trial = _index(trial, spikes.shape[0], "trial")
     sample = _index(sample, spikes.shape[1], "sample")
-    grid = spikes[trial, sample]
+    ax = _draw_raster(_new_axes(ax), spikes[trial, sample], dt, scatter_kwargs)
+    ax.set_title(f"Hidden layer {layer}: sample {sample}, trial {trial}")
+    return ax
+
+
+def _draw_raster(ax: Axes, grid: np.ndarray, dt: float | None, scatter_kwargs: dict) -> Axes:
+    """Scatter the nonzero entries of a (n_steps, n_units) array as spikes."""
     steps, units = np.nonzero(grid)
     time, xlabel = _time_axis(grid.shape[0], dt)
-    ax = _new_axes(ax)
     style = {"marker": "|", "s": 30, "linewidths": 1.0, "color": "k", **scatter_kwargs}
     ax.scatter(time[steps], units, **style)
     half_step = 0.5 * (1.0 if dt is None else dt * 1e3)
@@ -136,7 +141,6 @@ def plot_raster(
     ax.set_ylim(-0.5, grid.shape[1] - 0.5)
     ax.set_xlabel(xlabel)
     ax.set_ylabel("Neuron")
-    ax.set_title(f"Hidden layer {layer}: sample {sample}, trial {trial}")
     return ax
 
 
@@ -213,6 +217,7 @@ def plot_simulation(
     *,
     sample: int = 0,
     trial: int = 0,
+    inputs: np.ndarray | None = None,
     dt: float | None = None,
     class_names: Sequence[Any] | None = None,
     figsize: tuple[float, float] | None = None,
@@ -223,6 +228,9 @@ def plot_simulation(
     ----------
     result : SimulationResult
     sample, trial : int, default=0
+    inputs : array-like of shape (n_samples, n_steps, n_inputs), optional
+        The 3-D ``X`` passed to ``simulate``; its nonzero entries of ``sample`` are drawn as an
+        input raster in an extra panel on top.
     dt : float, optional
         Time step in seconds; the time axes are then in ms.
     class_names : sequence, optional
@@ -232,28 +240,48 @@ def plot_simulation(
     Returns
     -------
     matplotlib.figure.Figure
-        ``len(result.spikes) + 1`` axes sharing the time axis.
+        One raster per hidden layer (after the input raster, if any) and the readout
+        potentials, sharing the time axis.
+
+    Examples
+    --------
+    >>> result = clf.simulate(X[:1])  # doctest: +SKIP
+    >>> fig = plot_simulation(result, inputs=X[:1], dt=clf.dt, class_names=clf.classes_)
+    ... # doctest: +SKIP
     """
     _check_result(result)
-    n_layers = len(result.spikes)
-    n_outputs = np.asarray(result.output).shape[-1]
+    output = np.asarray(result.output)
+    n_outputs = output.shape[-1]
     if class_names is not None and len(class_names) != n_outputs:
         raise ValueError(
             f"class_names has {len(class_names)} entries but the readout has {n_outputs} units."
         )
+    grids = []
+    if inputs is not None:
+        inputs = np.asarray(inputs)
+        if inputs.ndim != 3 or inputs.shape[:2] != output.shape[1:3]:
+            raise ValueError(
+                "inputs must be the 3-D X passed to simulate, of shape (n_samples, n_steps, "
+                f"n_inputs) = ({output.shape[1]}, {output.shape[2]}, ...), got {inputs.shape}."
+            )
+        grids.append(("Input", inputs[_index(sample, len(inputs), "sample")]))
+    trial = _index(trial, output.shape[0], "trial")
+    sample = _index(sample, output.shape[1], "sample")
+    grids += [(f"Hidden {i}", np.asarray(s)[trial, sample]) for i, s in enumerate(result.spikes)]
     plt = _pyplot()
-    heights = [*(1.0 + np.asarray(s).shape[-1] / 50.0 for s in result.spikes), 1.2]
+    heights = [*(1.0 + grid.shape[-1] / 50.0 for _, grid in grids), 1.2]
     fig, axes = plt.subplots(
-        n_layers + 1,
+        len(grids) + 1,
         1,
         sharex=True,
         figsize=figsize or (7.0, 1.6 * sum(heights)),
         gridspec_kw={"height_ratios": heights},
         layout="constrained",
     )
-    for layer in range(n_layers):
-        plot_raster(result, sample=sample, trial=trial, layer=layer, dt=dt, ax=axes[layer], s=12)
-        axes[layer].set_xlabel("")
+    for ax, (name, grid) in zip(axes, grids, strict=False):
+        _draw_raster(ax, grid, dt, {"s": 12})
+        ax.set_xlabel("")
+        ax.set_ylabel(name)
     ax = plot_membrane(
         result, sample=sample, trial=trial, layer="output", units=range(n_outputs), dt=dt,
         ax=axes[-1],

@@ -134,6 +134,20 @@ def test_simulation_figure_has_a_panel_per_layer(fitted):
         plot_simulation(result, class_names=["a", "b"])
 
 
+def test_simulation_figure_with_input_raster():
+    X = (np.random.RandomState(2).rand(3, 8, 5) < 0.3).astype(np.float32)
+    clf3d = SpikingClassifier((6,), n_steps=8, max_iter=1, random_state=0)
+    clf3d.fit(X, [0, 1, 0])
+    result = clf3d.simulate(X)
+    fig = plot_simulation(result, sample=2, inputs=X)
+    assert len(fig.axes) == 3
+    assert len(_points(fig.axes[0])) == X[2].sum()
+    assert fig.axes[0].get_ylabel() == "Input"
+    assert len(_points(fig.axes[1])) == result.spikes[0][0, 2].sum()
+    with pytest.raises(ValueError, match="inputs must be the 3-D X"):
+        plot_simulation(result, inputs=X[:, :4])
+
+
 def test_loss_curve_and_validation(fitted):
     clf, _ = fitted
     ax = plot_loss_curve(clf)
