@@ -293,7 +293,8 @@ class _BaseSpiking(BaseEstimator):
                 f"X is {X.ndim}-D but {type(self).__name__} was fitted on "
                 f"{self._input_ndim}-D input."
             )
-        X32 = X.astype(np.float32, copy=False)
+        with np.errstate(over="ignore"):  # overflow is detected just below
+            X32 = X.astype(np.float32, copy=False)
         if not np.isfinite(X32).all():
             raise ValueError("X contains values too large in magnitude for float32.")
         return X32 if _is_no_validation(y) else (X32, y)
@@ -372,6 +373,9 @@ class _BaseSpiking(BaseEstimator):
 
         if first_call or not incremental:
             self._rng = check_random_state(self.random_state)
+        X_val = y_val = None
+        if self.early_stopping and not incremental:
+            X, X_val, y_enc, y_val, sw = self._validation_split(X, y_enc, sw)
         if first_call:
             self._build(X.shape[2] if X.ndim == 3 else X.shape[1], self._n_readout(), X, device)
         else:
@@ -382,9 +386,6 @@ class _BaseSpiking(BaseEstimator):
                     if torch.is_tensor(v):
                         state[k] = v.to(device)
 
-        X_val = y_val = None
-        if self.early_stopping and not incremental:
-            X, X_val, y_enc, y_val, sw = self._validation_split(X, y_enc, sw)
         y_t = torch.as_tensor(y_enc, device=device)
         X_t = torch.from_numpy(np.ascontiguousarray(X)).to(device)
         sw_t = torch.as_tensor(sw / sw.mean(), dtype=torch.float32, device=device)
@@ -581,7 +582,8 @@ class _BaseSpiking(BaseEstimator):
     # Persistence
     # ---------------------------------------------------------------------------------------
     def __getstate__(self):
-        state = super().__getstate__()
+        # object.__getstate__ returns the live __dict__ on Python >= 3.11: never mutate it
+        state = dict(super().__getstate__())
         state["_sksnn_version"] = __version__
         if "module_" in state:
             state["module_"] = _copy_module(self.module_, torch.device("cpu"))

@@ -73,8 +73,14 @@ def test_fresh_network_spikes_for_every_encoding_and_input():
     ]
     y = rng.randint(0, 2, 100)
     for encoding, X in cases:
-        clf = SpikingClassifier(encoding=encoding, hidden_layer_sizes=(32, 32), n_steps=30,
-                                max_iter=1, learning_rate_init=1e-12, random_state=0)
+        clf = SpikingClassifier(
+            encoding=encoding,
+            hidden_layer_sizes=(32, 32),
+            n_steps=30,
+            max_iter=1,
+            learning_rate_init=1e-12,
+            random_state=0,
+        )
         rates = clf.fit(X, y).firing_rates_
         # fluctuation-driven init targets membrane fluctuations of one threshold: every layer
         # must fire, and not saturate (a silent network cannot learn)
@@ -248,7 +254,10 @@ def test_sample_weight(clf_data):
     unweighted = SpikingClassifier(**params).fit(X2, y2)
     assert weighted.score(X, y) > 0.85
     assert weighted.score(X, y) > unweighted.score(X, y) + 0.05
-    for bad, msg in [(-np.ones(len(y)), "non-negative"), (np.zeros(len(y)), "non-zero|sums to zero")]:
+    for bad, msg in [
+        (-np.ones(len(y)), "non-negative"),
+        (np.zeros(len(y)), "non-zero|sums to zero"),
+    ]:
         with pytest.raises(ValueError, match=msg):
             SpikingClassifier(**SMALL).fit(X, y, sample_weight=bad)
 
