@@ -102,6 +102,7 @@ def train_epoch(
     noise: NoiseSource,
     alpha: float,
     activity_reg: float,
+    on_batch: Callable[[float], None] | None = None,
 ) -> EpochResult:
     """One pass over ``X`` in mini-batches of ``batch_size`` in the given ``order``.
 
@@ -116,6 +117,8 @@ def train_epoch(
         L2 penalty, ``0.5 * alpha * ||W||^2 / n_batch`` per batch as in scikit-learn's MLP.
     activity_reg : float
         Strength of :func:`activity_penalty`.
+    on_batch : callable, optional
+        Called with each batch's loss (progress reporting).
 
     Raises
     ------
@@ -148,6 +151,8 @@ def train_epoch(
         optimizer.step()
         total_loss += loss_value * n_batch
         rate_sums += np.array([s.detach().mean().item() for s in out.spikes]) * n_batch
+        if on_batch is not None:
+            on_batch(loss_value)
     return EpochResult(
         loss=total_loss / n_samples,
         firing_rates=rate_sums / n_samples,

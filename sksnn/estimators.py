@@ -23,6 +23,7 @@ from sklearn.utils.validation import (
     validate_data,
 )
 
+from ._progress import EpochReporter
 from ._training import EpochResult, restore, snapshot, train_epoch
 from ._version import __version__
 from .encoding import ENCODINGS
@@ -395,6 +396,9 @@ class _BaseSpiking(BaseEstimator):
         stopped = False
         for _ in range(n_epochs):
             order = self._rng.permutation(len(X)) if self.shuffle else np.arange(len(X))
+            reporter = (
+                EpochReporter(self.n_iter_ + 1, -(-len(X) // batch_size)) if self.verbose else None
+            )
             good = snapshot(self.module_, self._optimizer)
             try:
                 result = train_epoch(
@@ -409,6 +413,7 @@ class _BaseSpiking(BaseEstimator):
                     noise=GeneratorNoise(self._rng.randint(_SEED_MAX), device),
                     alpha=self.alpha,
                     activity_reg=self.activity_reg,
+                    on_batch=None if reporter is None else reporter.batch,
                 )
             except FloatingPointError:
                 restore(self.module_, self._optimizer, good)
@@ -416,7 +421,9 @@ class _BaseSpiking(BaseEstimator):
             self._record_epoch(result, len(X))
             if X_val is not None:
                 self.validation_scores_.append(self._score_validation(X_val, y_val))
-            self._log_epoch(result)
+            if reporter is not None:
+                val = self.validation_scores_[-1] if X_val is not None else None
+                reporter.close(result.loss, result.firing_rates, result.seconds, val)
             if not incremental and self._update_no_improvement():
                 stopped = True
                 break
@@ -482,20 +489,6 @@ class _BaseSpiking(BaseEstimator):
                 )
             return True
         return False
-
-    def _log_epoch(self, result: EpochResult) -> None:
-        if not self.verbose:
-            return
-        val = (
-            f", validation score = {self.validation_scores_[-1]:.4f}"
-            if self.validation_scores_
-            else ""
-        )
-        rates = ", ".join(f"{r:.4f}" for r in result.firing_rates)
-        print(
-            f"Epoch {self.n_iter_}, loss = {result.loss:.6f}{val}, "
-            f"firing rate = [{rates}], {result.seconds:.2f} s"
-        )
 
     # ---------------------------------------------------------------------------------------
     # Inference
@@ -723,7 +716,10 @@ class SpikingClassifier(ClassifierMixin, _BaseSpiking):
     warm_start : bool, default=False
         Continue from the previous solution when calling ``fit`` again.
     verbose : bool, default=False
-        Print one line per epoch.
+        Report every epoch: its loss, validation score (with early stopping), firing rates
+        and duration. With tqdm installed (the ``progress`` extra) each epoch is a progress
+        bar over its batches on stderr that ends as that summary; otherwise one plain line
+        per epoch is printed.
     device : {"cpu", "cuda", "auto"}, default="cpu"
         Where to train; "auto" picks CUDA when available.
     engine : {"auto", "fused", "reference"}, default="auto"

@@ -221,10 +221,11 @@ def test_convergence_warning_and_early_stop_message(clf_data, capsys):
     assert clf.n_iter_ == 4
 
 
-def test_verbose_prints_one_line_per_epoch(clf_data, capsys):
+def test_verbose_prints_one_line_per_epoch_without_tqdm(clf_data, capsys, monkeypatch):
     X, y = clf_data
     SpikingClassifier(**SMALL).fit(X, y)
-    assert capsys.readouterr().out == ""
+    assert capsys.readouterr() == ("", "")
+    monkeypatch.setattr("sksnn._progress.load_tqdm", lambda: None)
     SpikingClassifier(**SMALL, verbose=True, early_stopping=True).fit(X, y)
     lines = capsys.readouterr().out.strip().splitlines()
     assert len(lines) == 3
@@ -232,6 +233,25 @@ def test_verbose_prints_one_line_per_epoch(clf_data, capsys):
         assert line.startswith(f"Epoch {n},")
         assert "loss =" in line and "validation score =" in line
         assert "firing rate =" in line and line.endswith(" s")
+
+
+def test_verbose_progress_bar_per_epoch(clf_data, capsys):
+    pytest.importorskip("tqdm")
+    X, y = clf_data
+    SpikingClassifier(**SMALL, verbose=True, batch_size=40, early_stopping=True).fit(X, y)
+    out, err = capsys.readouterr()
+    assert out == ""
+    # tqdm redraws each bar in place; keep the last drawn state of every epoch's bar
+    import re
+
+    finals = {}
+    for segment in re.split(r"[\r\n]+", err):
+        if segment.startswith("Epoch "):
+            finals[int(segment.split(":")[0].split()[1])] = segment
+    assert sorted(finals) == [1, 2, 3]
+    for bar in finals.values():
+        assert "3/3" in bar  # 108 training rows in batches of 40
+        assert "loss=" in bar and "val=" in bar and "rate=[" in bar
 
 
 def test_sample_weight(clf_data):
