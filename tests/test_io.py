@@ -16,7 +16,7 @@ from sklearn.linear_model import LogisticRegression
 import sksnn.io as sio
 from sksnn import InconsistentVersionWarning, SpikingClassifier, SpikingRegressor
 from sksnn.datasets import make_randman
-from sksnn.surrogates import Atan, Surrogate, register_surrogate
+from sksnn.surrogates import SURROGATES, Atan, Surrogate, register_surrogate
 
 pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 
@@ -152,10 +152,9 @@ def test_surrogate_instance_parameter_roundtrip(tmp_path):
     np.testing.assert_array_equal(loaded.predict_proba(X), clf.predict_proba(X))
 
 
-@register_surrogate
 @dataclass(frozen=True)
 class _IoTestRamp(Surrogate):
-    """A registered user-defined surrogate with an extra field."""
+    """A user-defined surrogate with an extra field (registered only inside its test)."""
 
     width: float = 1.0
     name = "io_test_ramp"
@@ -170,12 +169,28 @@ class _Unregistered(Surrogate):
         return self.beta * (x.abs() < 1.0).to(x.dtype)
 
 
-def test_registered_user_surrogate_roundtrip_and_unregistered_rejected(tmp_path):
+@pytest.fixture
+def registered_ramp():
+    # The registry is global: other test modules parametrize over it, so clean up afterwards.
+    register_surrogate(_IoTestRamp)
+    yield _IoTestRamp
+    del SURROGATES[_IoTestRamp.name]
+
+
+def test_registered_user_surrogate_roundtrip_and_unregistered_rejected(tmp_path, registered_ramp):
     X, y = _data()
-    clf = SpikingClassifier(**SMALL, surrogate=_IoTestRamp(beta=2.0, width=0.5)).fit(X, y)
-    loaded = _roundtrip(clf, tmp_path)
-    assert loaded.surrogate == _IoTestRamp(beta=2.0, width=0.5)
+    clf = SpikingClassifier(**SMALL, surrogate=registered_ramp(beta=2.0, width=0.5)).fit(X, y)
+    path = tmp_path / "ramp.sksnn"
+    sio.save(clf, path)
+    loaded = sio.load(path)
+    assert loaded.surrogate == registered_ramp(beta=2.0, width=0.5)
     np.testing.assert_array_equal(loaded.predict_proba(X), clf.predict_proba(X))
+    del SURROGATES[registered_ramp.name]
+    try:
+        with pytest.raises(sio.ModelFileError, match="Unknown surrogate 'io_test_ramp'"):
+            sio.load(path)
+    finally:
+        register_surrogate(registered_ramp)
     with pytest.raises(TypeError, match="not registered"):
         sio.save(SpikingClassifier(surrogate=_Unregistered()), tmp_path / "bad.sksnn")
 
