@@ -420,8 +420,8 @@ def test_pickled_object_array_is_not_unpickled(saved, tmp_path):
 @pytest.mark.xfail(
     strict=True,
     raises=(KeyError, RuntimeError, TypeError),
-    reason="skops cannot persist torch tensors (the fitted module_ holds nn.Parameters); "
-    "use sksnn.io instead",
+    reason="skops has no loader for torch tensors and the estimators' pickled state holds "
+    "them (module_ parameters, Adam moments); it works once __getstate__ stores numpy arrays",
 )
 def test_skops_roundtrip(tmp_path):
     skops_io = pytest.importorskip("skops.io")
