@@ -18,6 +18,7 @@ import logging
 import time
 import warnings
 
+import dask
 import numpy as np
 import torch
 from distributed import Client, LocalCluster
@@ -78,8 +79,14 @@ def main() -> None:
     print(f"local (1 process, 1 thread):  {local_seconds:6.1f} s, best {local.best_params_}")
 
     # Each worker is a process with one thread; OMP_NUM_THREADS makes torch in the worker use
-    # one thread too, so workers do not compete for the same cores.
+    # one thread too, so workers do not compete for the same cores. Dask starts workers with
+    # MALLOC_TRIM_THRESHOLD_=65536, which (on glibc) also pins the mmap threshold at 128 KiB, so
+    # every mid-sized torch tensor is mmap'ed and unmapped again; a larger mmap threshold,
+    # which must be in the environment before the worker process starts, removes most of
+    # those page faults (about 20 % faster fits here).
+    spawn_env = {"distributed.nanny.pre-spawn-environ.MALLOC_MMAP_THRESHOLD_": 2**25}
     with (
+        dask.config.set(spawn_env),
         LocalCluster(
             n_workers=args.workers,
             threads_per_worker=1,
