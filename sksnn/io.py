@@ -61,21 +61,10 @@ FORMAT_VERSION = 1
 _HEADER, _PARAMS, _ARRAYS = "header.json", "params.json", "arrays.npz"
 _MEMBERS = (_HEADER, _PARAMS, _ARRAYS)
 _ESTIMATORS = {cls.__name__: cls for cls in (SpikingClassifier, SpikingRegressor)}
-# Fitted attributes held as JSON scalars or lists; arrays and training state are handled apart.
-_SCALAR_ATTRIBUTES = (
-    "n_features_in_",
-    "n_outputs_",
-    "n_iter_",
-    "t_",
-    "loss_curve_",
-    "best_loss_",
-    "validation_scores_",
-    "best_validation_score_",
-    "_input_ndim",
-    "_predict_seed",
-    "_no_improvement_count",
-)
-_REGRESSOR_SCALARS = ("_y_ndim",)
+# Fitted attributes held in params.json; arrays and training state are handled apart.
+_INT_ATTRIBUTES = ("n_features_in_ n_outputs_ n_iter_ t_ _input_ndim _predict_seed "
+                   "_no_improvement_count").split()  # fmt: skip
+_FLOAT_ATTRIBUTES = "loss_curve_ best_loss_ validation_scores_ best_validation_score_".split()
 
 
 class ModelFileError(ValueError):
@@ -100,20 +89,19 @@ def _encode(value: Any, where: str) -> Any:
         return [_encode(v, where) for v in list(value)]
     if isinstance(value, dict) and all(isinstance(k, str) for k in value):
         return {"__dict__": {k: _encode(v, where) for k, v in value.items()}}
-    if isinstance(value, Surrogate):
-        cls = type(value)
-        if SURROGATES.get(cls.name) is not cls:
-            raise TypeError(
-                f"Cannot save {where}: surrogate type {cls.__qualname__} is not registered. "
-                "Decorate it with sksnn.surrogates.register_surrogate (and register it again "
-                "before loading)."
-            )
-        return {"__surrogate__": {"name": cls.name, "fields": _fields(value, where)}}
-    if isinstance(value, EscapeNoise):
-        cls = type(value)
-        if ESCAPE_NOISE.get(cls.name) is not cls:
-            raise TypeError(f"Cannot save {where}: escape noise {cls.__qualname__} is unknown.")
-        return {"__escape_noise__": {"name": cls.name, "fields": _fields(value, where)}}
+    for base, registry, tag in (
+        (Surrogate, SURROGATES, "__surrogate__"),
+        (EscapeNoise, ESCAPE_NOISE, "__escape_noise__"),
+    ):
+        if isinstance(value, base):
+            cls = type(value)
+            if registry.get(cls.name) is not cls:
+                raise TypeError(
+                    f"Cannot save {where}: {cls.__qualname__} is not registered. Decorate a "
+                    "user-defined surrogate with sksnn.surrogates.register_surrogate (and "
+                    "register it again before loading)."
+                )
+            return {tag: {"name": cls.name, "fields": _fields(value, where)}}
     raise TypeError(
         f"Cannot save {where}: values of type {type(value).__name__} are not supported."
     )
@@ -202,7 +190,7 @@ def _fitted_state(estimator) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
             "lif": lif,
         }
     }
-    for name in _SCALAR_ATTRIBUTES + (_REGRESSOR_SCALARS if _is_regressor(estimator) else ()):
+    for name in [*_attribute_names(estimator), *_FLOAT_ATTRIBUTES]:
         state[name] = _encode(getattr(estimator, name), name)
     if not _is_regressor(estimator):
         arrays["classes_"], state["classes_object"] = _typed(estimator.classes_, "classes_")
@@ -217,12 +205,7 @@ def _fitted_state(estimator) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         arrays["firing_rates_"] = np.asarray(estimator.firing_rates_, dtype=np.float64)
 
     kind, keys, pos, has_gauss, cached = estimator._rng.get_state(legacy=True)
-    state["rng"] = {
-        "kind": kind,
-        "pos": int(pos),
-        "has_gauss": int(has_gauss),
-        "cached_gaussian": float(cached),
-    }
+    state["rng"] = [kind, int(pos), int(has_gauss), float(cached)]
     arrays["rng.keys"] = np.asarray(keys, dtype=np.uint32)
 
     opt = estimator._optimizer.state_dict()
@@ -249,6 +232,10 @@ def _cpu(tensor: torch.Tensor) -> np.ndarray:
 
 def _is_regressor(estimator) -> bool:
     return isinstance(estimator, SpikingRegressor)
+
+
+def _attribute_names(estimator) -> list[str]:
+    return [*_INT_ATTRIBUTES, *(["_y_ndim"] if _is_regressor(estimator) else [])]
 
 
 def save(estimator: SpikingClassifier | SpikingRegressor, path: PathOrFile) -> None:
@@ -279,9 +266,7 @@ def save(estimator: SpikingClassifier | SpikingRegressor, path: PathOrFile) -> N
     >>> (sksnn.io.load(path).predict(X) == clf.predict(X)).all()  # doctest: +SKIP
     np.True_
     """
-    if type(estimator).__name__ not in _ESTIMATORS or not isinstance(
-        estimator, tuple(_ESTIMATORS.values())
-    ):
+    if _ESTIMATORS.get(type(estimator).__name__) is not type(estimator):
         raise TypeError(
             f"sksnn.io.save expects a SpikingClassifier or SpikingRegressor, "
             f"got {type(estimator).__name__}."
@@ -332,19 +317,10 @@ def _read_members(path: PathOrFile) -> dict[str, bytes]:
             if any(info.compress_type != zipfile.ZIP_STORED for info in infos):
                 raise ModelFileError("Not an sksnn model file: members must be stored.")
             return {info.filename: archive.read(info) for info in infos}
-    except ModelFileError:
+    except (ModelFileError, FileNotFoundError):
         raise
-    except FileNotFoundError:
-        raise
-    except (
-        zipfile.BadZipFile,
-        zipfile.LargeZipFile,
-        OSError,
-        EOFError,
-        ValueError,
-        NotImplementedError,
-        RuntimeError,
-    ) as exc:
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError,
+            RuntimeError) as exc:  # fmt: skip
         raise ModelFileError(f"Not a readable sksnn model file: {exc}") from None
 
 
@@ -439,10 +415,6 @@ def _build_module(config: dict[str, Any]) -> SpikingNetwork:
         raise ModelFileError(f"Invalid network configuration in the model file: {exc!r}") from None
 
 
-def _tensor(array: np.ndarray) -> torch.Tensor:
-    return torch.tensor(array)
-
-
 def _restore_fitted(estimator, state: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
     arrays = dict(arrays)
     used: set[str] = set()
@@ -458,24 +430,16 @@ def _restore_fitted(estimator, state: dict[str, Any], arrays: dict[str, np.ndarr
             "The network does not match n_features_in_/n_outputs_ of the model file."
         )
     module_state = {
-        k: _tensor(take(f"module.{k}", v.shape)) for k, v in module.state_dict().items()
+        k: torch.tensor(take(f"module.{k}", v.shape)) for k, v in module.state_dict().items()
     }
     module.load_state_dict(module_state)
 
-    for name in _SCALAR_ATTRIBUTES + (_REGRESSOR_SCALARS if _is_regressor(estimator) else ()):
+    for name in _attribute_names(estimator):
+        setattr(estimator, name, _int(state, name))
+    for name in _FLOAT_ATTRIBUTES:
         if name not in state:
             raise ModelFileError(f"The model file is missing the fitted attribute {name!r}.")
         setattr(estimator, name, _decode(state[name], name))
-    for name in (
-        "n_features_in_",
-        "n_outputs_",
-        "n_iter_",
-        "t_",
-        "_input_ndim",
-        "_predict_seed",
-        "_no_improvement_count",
-    ):
-        _int(state, name)
     if not _is_regressor(estimator):
         classes = take("classes_", (n_outputs,), "biufU")
         classes = classes.astype(object) if state.get("classes_object") else classes
@@ -491,33 +455,19 @@ def _restore_fitted(estimator, state: dict[str, Any], arrays: dict[str, np.ndarr
     if state.get("firing_rates_"):
         estimator.firing_rates_ = take("firing_rates_", (len(module.weights),))
 
-    rng = state["rng"]
+    kind, pos, has_gauss, cached = state["rng"]
     estimator._rng = np.random.RandomState()
-    estimator._rng.set_state(
-        (
-            rng["kind"],
-            take("rng.keys", (624,), "u"),
-            rng["pos"],
-            rng["has_gauss"],
-            rng["cached_gaussian"],
-        )
-    )
+    estimator._rng.set_state((kind, take("rng.keys", (624,), "u"), pos, has_gauss, cached))
 
     params = list(module.parameters())
     optimizer = torch.optim.Adam(params, lr=estimator.learning_rate_init)
-    opt_state = {}
+    opt_state: dict[int, dict[str, torch.Tensor]] = {}
     for index, keys in state["optimizer"]["state"].items():
-        shape = params[int(index)].shape
-        opt_state[int(index)] = {
-            key: _tensor(
-                take(
-                    f"optimizer.{index}.{key}",
-                    () if key == "step" else shape,
-                    "fiu" if key == "step" else "f",
-                )
-            )
-            for key in keys
-        }
+        for key in keys:
+            # Adam's step counter is a scalar; the moments have their parameter's shape.
+            shape, kinds = ((), "fiu") if key == "step" else (params[int(index)].shape, "f")
+            array = take(f"optimizer.{index}.{key}", shape, kinds)
+            opt_state.setdefault(int(index), {})[key] = torch.tensor(array)
     optimizer.load_state_dict(
         {"state": opt_state, "param_groups": _decode(state["optimizer"]["param_groups"], "opt")}
     )
@@ -525,7 +475,8 @@ def _restore_fitted(estimator, state: dict[str, Any], arrays: dict[str, np.ndarr
     estimator._best_state = None
     if state.get("best_state"):
         estimator._best_state = {
-            k: _tensor(take(f"best_state.{k}", v.shape)) for k, v in module.state_dict().items()
+            k: torch.tensor(take(f"best_state.{k}", v.shape))
+            for k, v in module.state_dict().items()
         }
     unexpected = sorted(set(arrays) - used)
     if unexpected:
