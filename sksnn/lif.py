@@ -10,7 +10,10 @@ with ``U[0] = I[0] = 0``. Reset "zero" multiplies ``U[n+1]`` by ``1 - S[n]``, "s
 subtracts ``threshold * S[n]``, "none" leaves it; with ``detach_reset`` no gradient flows
 through the reset. Tensors are time-major: ``(n_steps, n_samples, n_units)``.
 
-Nothing here knows about scikit-learn or about how inputs are encoded.
+Two engines run the loop: :func:`lif_reference`, plain autograd step by step (kept as the
+definition the fast path is tested against), and the fused kernel of :mod:`sksnn._fused` (one
+autograd node per layer, hand-written adjoint; the default). Nothing here knows about
+scikit-learn or about how inputs are encoded.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
+from ._fused import lif_fused
 from .spike import spike
 from .surrogates import EscapeNoise, SigmoidNoise, Surrogate, get_surrogate
 
@@ -33,11 +37,12 @@ __all__ = [
     "lif_layer",
     "lif_reference",
     "psp_kernel",
+    "resolve_engine",
 ]
 
 RESETS = ("zero", "subtract", "none")
 # LIF time-loop implementations; "auto" in the estimators resolves to the first.
-ENGINES = ("reference",)
+ENGINES = ("fused", "reference")
 
 
 def decay(dt: float, tau: float) -> float:
@@ -112,6 +117,9 @@ def lif_reference(
     n_steps, n_samples, n_units = drive.shape
     u = drive.new_zeros(n_samples, n_units)
     i = drive.new_zeros(n_samples, n_units)
+    # unbind, not drive[n]: the backward of n separate selects would build a full-size zero
+    # gradient per step (quadratic in n_steps); unbind's backward stacks once.
+    drives = drive.unbind(0)
     spikes, membrane = [], []
     for n in range(n_steps):
         if record_membrane:
@@ -125,12 +133,14 @@ def lif_reference(
         )
         spikes.append(s)
         s_reset = s.detach() if params.detach_reset else s
-        u_next = params.alpha_mem * u + (1.0 - params.alpha_mem) * i
+        # alpha_mem * u + (1 - alpha_mem) * i and alpha_syn * i + P[n], written as the single
+        # operations the fused engine uses, so both round identically.
+        u_next = torch.lerp(i, u, params.alpha_mem)
         if params.reset == "zero":
             u_next = u_next * (1.0 - s_reset)
         elif params.reset == "subtract":
             u_next = u_next - params.threshold * s_reset
-        i = params.alpha_syn * i + drive[n]
+        i = torch.add(drives[n], i, alpha=params.alpha_syn)
         if recurrent_weight is not None:
             i = i + s @ recurrent_weight.T
         u = u_next
@@ -145,12 +155,25 @@ def lif_layer(
     record_membrane: bool = False,
     engine: str = "auto",
 ) -> tuple[Tensor, Tensor | None]:
-    """Run a LIF layer with the chosen engine; see :func:`lif_reference` for the arguments."""
+    """Run a LIF layer with the chosen engine; see :func:`lif_reference` for the arguments.
+
+    ``engine`` is "auto" (the first of :data:`ENGINES`), "fused" or "reference". Both give
+    identical spikes and membranes from the same uniform numbers, and the same gradients to
+    float32 round-off.
+    """
+    engine = resolve_engine(engine)
+    if engine == "fused":
+        return lif_fused(drive, params, uniform, recurrent_weight, record_membrane)
+    return lif_reference(drive, params, uniform, recurrent_weight, record_membrane)
+
+
+def resolve_engine(engine: str) -> str:
+    """The engine "auto" stands for (the first of :data:`ENGINES`), or ``engine`` if valid."""
     if engine == "auto":
-        engine = ENGINES[0]
-    if engine == "reference":
-        return lif_reference(drive, params, uniform, recurrent_weight, record_membrane)
-    raise ValueError(f"Unknown LIF engine {engine!r}.")
+        return ENGINES[0]
+    if engine not in ENGINES:
+        raise ValueError(f"Unknown LIF engine {engine!r}; expected 'auto' or one of {ENGINES}.")
+    return engine
 
 
 def psp_kernel(alpha_syn: float, alpha_mem: float, n_steps: int) -> Tensor:

@@ -15,8 +15,9 @@ from itertools import pairwise
 import torch
 from torch import Tensor, nn
 
+from ._sparse import binary_linear, binary_pattern
 from .encoding import ENCODINGS, encode
-from .lif import LIFParameters, leaky_readout, lif_layer
+from .lif import LIFParameters, leaky_readout, lif_layer, resolve_engine
 from .noise import NoiseSource
 
 __all__ = ["READOUTS", "NetworkOutput", "SpikingNetwork", "project", "reduce_readout"]
@@ -52,16 +53,35 @@ class NetworkOutput:
     membranes: list[Tensor] | None = None
 
 
-def project(x: Tensor, weight: Tensor) -> Tensor:
+def project(x: Tensor, weight: Tensor, *, sparse: bool = False, binary: bool = False) -> Tensor:
     """Input currents ``x @ weight.T`` for all time steps at once, time-major.
 
     A stride-0 time axis (constant input, e.g. the current encoding) is projected once and
-    expanded, so the matrix product costs one step instead of ``n_steps``.
+    expanded, so the matrix product costs one step instead of ``n_steps``. A batch-major input
+    seen through a transposed view (3-D ``X``) is projected in its own memory order and the
+    result returned as a transposed view, which saves copying the input.
+
+    Parameters
+    ----------
+    x : Tensor, shape (n_steps, n_samples, n_in)
+    weight : Tensor, shape (n_out, n_in)
+    sparse : bool, default=False
+        Allow the event-driven product of :mod:`sksnn._sparse` when ``x`` is 0/1 and sparse
+        enough (decided per call from the measured density).
+    binary : bool, default=False
+        ``x`` is known to hold only 0 and 1 (spikes); otherwise that is checked first.
     """
     n_steps, n_samples, n_in = x.shape
+    n_out = weight.shape[0]
     if n_steps > 1 and x.stride(0) == 0:
-        return (x[0] @ weight.T).unsqueeze(0).expand(n_steps, n_samples, weight.shape[0])
-    return (x.reshape(n_steps * n_samples, n_in) @ weight.T).reshape(n_steps, n_samples, -1)
+        return (x[0] @ weight.T).unsqueeze(0).expand(n_steps, n_samples, n_out)
+    batch_major = n_steps > 1 and not x.is_contiguous() and x.transpose(0, 1).is_contiguous()
+    x2 = (x.transpose(0, 1) if batch_major else x).reshape(-1, n_in)
+    pattern = binary_pattern(x2, n_out, known_binary=binary) if sparse else None
+    out = x2 @ weight.T if pattern is None else binary_linear(x2, weight, pattern)
+    if batch_major:
+        return out.reshape(n_samples, n_steps, n_out).transpose(0, 1)
+    return out.reshape(n_steps, n_samples, n_out)
 
 
 def reduce_readout(output: Tensor, readout: str) -> Tensor:
@@ -168,12 +188,17 @@ class SpikingNetwork(nn.Module):
         record_membrane : bool, default=False
         """
         h = self.encode(x, noise)
+        # The reference engine stays plain autograd throughout, projections included.
+        sparse = resolve_engine(self.engine) != "reference"
+        binary = x.ndim == 2 and self.encoding in ("rate", "latency")
         spikes, membranes = [], []
         for index, weight in enumerate(self.weights):
-            h, u = self._run_layer(index, project(h, weight), noise, record_membrane)
+            drive = project(h, weight, sparse=sparse, binary=binary)
+            h, u = self._run_layer(index, drive, noise, record_membrane)
             spikes.append(h)
             membranes.append(u)
-        drive = project(h, self.readout_weight)
+            binary = True
+        drive = project(h, self.readout_weight, sparse=sparse, binary=True)
         out = leaky_readout(drive, self.lif.alpha_syn, self.lif.alpha_mem) + self.readout_bias
         return NetworkOutput(out, spikes, membranes if record_membrane else None)
 

@@ -1,7 +1,8 @@
 """The stochastic spike: Bernoulli(f((U - threshold) / T)) forward, surrogate derivative backward.
 
 This is the per-time-step building block of the reference LIF loop. The fused engine in
-:mod:`sksnn.lif` samples spikes with the same :func:`sample_spikes` so both paths agree exactly.
+:mod:`sksnn._fused` samples spikes with the same :func:`sample_spikes` so both paths agree
+exactly.
 """
 
 from __future__ import annotations
@@ -22,19 +23,38 @@ def spike_probability(v: Tensor, temperature: float, escape_noise: EscapeNoise) 
 
 
 def sample_spikes(
-    v: Tensor, uniform: Tensor | None, temperature: float, escape_noise: EscapeNoise
+    v: Tensor,
+    uniform: Tensor | None,
+    temperature: float,
+    escape_noise: EscapeNoise,
+    out: Tensor | None = None,
 ) -> Tensor:
     """Spikes ``S = [u < f(v / T)]`` from uniform noise ``u`` (a Bernoulli sample), or ``[v > 0]``.
 
     Taking the uniform numbers as an argument (instead of drawing them here) is what lets the
     reference loop, the fused kernel and inference-time counter-based noise produce identical
     spikes.
+
+    Parameters
+    ----------
+    v : Tensor
+        ``U - threshold``.
+    uniform : Tensor or None
+        Uniform [0, 1) numbers of the shape of ``v``; required when ``temperature > 0``.
+    temperature : float
+    escape_noise : EscapeNoise
+    out : Tensor, optional
+        Where to write the 0/1 spikes (dtype of ``v``); a new tensor when omitted.
     """
+    if out is None:
+        out = torch.empty_like(v)
+    # The comparisons write 0/1 straight into a float tensor: on the CPU that is several times
+    # faster than producing a bool tensor and converting it.
     if temperature > 0:
         if uniform is None:
             raise ValueError("A stochastic neuron (temperature > 0) needs uniform noise.")
-        return (uniform < escape_noise.cdf(v / temperature)).to(v.dtype)
-    return (v > 0).to(v.dtype)
+        return torch.lt(uniform, escape_noise.cdf(v / temperature), out=out)
+    return torch.gt(v, 0.0, out=out)
 
 
 class SpikeFunction(torch.autograd.Function):
