@@ -8,16 +8,17 @@ trained with surrogate gradients; by default the surrogate derivative is the der
 
 from ._version import __version__
 from .estimators import (
-    InconsistentVersionWarning,
     SimulationResult,
     SpikingClassifier,
     SpikingRegressor,
 )
+from .exceptions import InconsistentVersionWarning, TrainingDivergedError
 
 __all__ = [
     "InconsistentVersionWarning",
     "SimulationResult",
     "SpikingClassifier",
     "SpikingRegressor",
+    "TrainingDivergedError",
     "__version__",
 ]

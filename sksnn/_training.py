@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from .exceptions import TrainingDivergedError
 from .network import NetworkOutput, SpikingNetwork
 from .noise import NoiseSource
 
@@ -23,6 +24,9 @@ __all__ = [
     "EpochResult",
     "TrainingDivergedError",
     "activity_penalty",
+    "available_memory",
+    "batch_memory",
+    "check_batch_fits",
     "restore",
     "snapshot",
     "train_epoch",
@@ -32,10 +36,6 @@ __all__ = [
 # Upper bound of the activity regulariser: spikes per neuron per step above which the rate is
 # penalised (7 spikes in 100 steps, the bound used by Gygax & Zenke 2025).
 MAX_SPIKE_RATE = 0.07
-
-
-class TrainingDivergedError(FloatingPointError):
-    """Raised when the training loss becomes NaN or infinite."""
 
 
 @dataclass
@@ -123,7 +123,7 @@ def train_epoch(
     Raises
     ------
     TrainingDivergedError
-        When a batch loss is not finite; the weights are then those before that batch's step.
+        When a batch loss or, at the end, a weight is not finite.
     """
     start = time.perf_counter()
     n_samples = len(order)
@@ -153,8 +153,63 @@ def train_epoch(
         rate_sums += np.array([s.detach().mean().item() for s in out.spikes]) * n_batch
         if on_batch is not None:
             on_batch(loss_value)
+    # A non-finite gradient in the last batch leaves no trace in the losses: check the weights.
+    if not all(bool(torch.isfinite(p).all()) for p in module.parameters()):
+        raise TrainingDivergedError(
+            "The weights became NaN or infinite (diverged); try a smaller learning_rate_init "
+            "or standardise the input features."
+        )
     return EpochResult(
         loss=total_loss / n_samples,
         firing_rates=rate_sums / n_samples,
         seconds=time.perf_counter() - start,
     )
+
+
+# Bytes kept alive per hidden unit and time step during one training batch, by LIF engine
+# (activations saved for the backward pass plus the working set), and per input unit and step
+# for a materialised input. Upper ends of what benchmarks/ measured; see `batch_memory`.
+_BYTES_PER_UNIT_STEP = {"reference": 64, "fused": 24}
+_BYTES_PER_INPUT_STEP = 8
+
+
+def batch_memory(
+    n_steps: int,
+    batch_size: int,
+    n_inputs: int,
+    hidden_layer_sizes: tuple[int, ...],
+    n_outputs: int,
+    engine: str,
+    dense_input: bool,
+) -> int:
+    """Rough upper estimate of the memory (bytes) one training batch needs."""
+    per_unit = _BYTES_PER_UNIT_STEP.get(engine, max(_BYTES_PER_UNIT_STEP.values()))
+    units = sum(hidden_layer_sizes) * per_unit + n_outputs * 16
+    inputs = n_inputs * _BYTES_PER_INPUT_STEP if dense_input else 0
+    return n_steps * batch_size * (units + inputs)
+
+
+def available_memory(device: torch.device) -> int | None:
+    """Free memory on ``device`` in bytes, or None when it cannot be determined."""
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return int(free)
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def check_batch_fits(needed: int, device: torch.device) -> None:
+    """Raise a MemoryError-like ValueError early when one batch cannot fit in memory."""
+    free = available_memory(device)
+    if free is not None and needed > free:
+        raise ValueError(
+            f"One training batch needs about {needed / 2**30:.1f} GiB but only "
+            f"{free / 2**30:.1f} GiB is available on {device}; use a smaller batch_size or "
+            "n_steps (or fewer hidden units)."
+        )

@@ -24,10 +24,18 @@ from sklearn.utils.validation import (
 )
 
 from ._progress import EpochReporter
-from ._training import EpochResult, restore, snapshot, train_epoch
+from ._training import (
+    EpochResult,
+    batch_memory,
+    check_batch_fits,
+    restore,
+    snapshot,
+    train_epoch,
+)
 from ._version import __version__
 from .encoding import ENCODINGS
-from .lif import ENGINES, RESETS, LIFParameters, decay
+from .exceptions import InconsistentVersionWarning, TrainingDivergedError
+from .lif import ENGINES, RESETS, LIFParameters, decay, resolve_engine
 from .network import READOUTS, NetworkOutput, SpikingNetwork, reduce_readout
 from .noise import CounterNoise, GeneratorNoise, sample_keys
 from .surrogates import ESCAPE_NOISE, SURROGATES, Surrogate, get_escape_noise, get_surrogate
@@ -39,13 +47,12 @@ __all__ = [
     "SpikingRegressor",
 ]
 
-# Inference is chunked so that no (n_steps, chunk, n_units) tensor exceeds this many elements.
-_INFERENCE_ELEMENTS = 1 << 22
+# Inference is chunked so that no (n_steps, chunk, n_units) tensor exceeds this many elements
+# (8 MiB of float32), but chunks keep at least _MIN_CHUNK samples so that the per-step
+# overhead of the time loop stays amortised.
+_INFERENCE_ELEMENTS = 1 << 21
+_MIN_CHUNK = 256
 _SEED_MAX = 2**31 - 1
-
-
-class InconsistentVersionWarning(UserWarning):
-    """A pickled sksnn estimator is loaded by a different sksnn version than saved it."""
 
 
 @dataclass
@@ -377,8 +384,22 @@ class _BaseSpiking(BaseEstimator):
         X_val = y_val = None
         if self.early_stopping and not incremental:
             X, X_val, y_enc, y_val, sw = self._validation_split(X, y_enc, sw)
+        batch_size = self._batch_size(len(X))
+        n_inputs = X.shape[2] if X.ndim == 3 else X.shape[1]
+        check_batch_fits(
+            batch_memory(
+                X.shape[1] if X.ndim == 3 else self.n_steps,
+                batch_size,
+                n_inputs,
+                self._hidden_sizes(),
+                self._n_readout(),
+                resolve_engine(self.engine),
+                dense_input=X.ndim == 3 or self.encoding != "current",
+            ),
+            device,
+        )
         if first_call:
-            self._build(X.shape[2] if X.ndim == 3 else X.shape[1], self._n_readout(), X, device)
+            self._build(n_inputs, self._n_readout(), X, device)
         else:
             self._refresh_hyperparameters()
             self.module_.to(device)
@@ -390,7 +411,6 @@ class _BaseSpiking(BaseEstimator):
         y_t = torch.as_tensor(y_enc, device=device)
         X_t = torch.from_numpy(np.ascontiguousarray(X)).to(device)
         sw_t = torch.as_tensor(sw / sw.mean(), dtype=torch.float32, device=device)
-        batch_size = self._batch_size(len(X))
 
         n_epochs = 1 if incremental else self.max_iter
         stopped = False
@@ -415,8 +435,19 @@ class _BaseSpiking(BaseEstimator):
                     activity_reg=self.activity_reg,
                     on_batch=None if reporter is None else reporter.batch,
                 )
-            except FloatingPointError:
+            except TrainingDivergedError:
                 restore(self.module_, self._optimizer, good)
+                raise
+            except KeyboardInterrupt:
+                # Keep a usable model: the weights after the last completed epoch, consistent
+                # with n_iter_ and loss_curve_; warm_start or partial_fit continue from there.
+                restore(self.module_, self._optimizer, good)
+                warnings.warn(
+                    f"{type(self).__name__}.fit was interrupted during epoch {self.n_iter_ + 1}; "
+                    f"the estimator keeps the weights after epoch {self.n_iter_}.",
+                    UserWarning,
+                    stacklevel=3,
+                )
                 raise
             self._record_epoch(result, len(X))
             if X_val is not None:
@@ -499,7 +530,7 @@ class _BaseSpiking(BaseEstimator):
 
     def _chunks(self, n_samples: int, n_steps: int):
         width = max(*self.module_.hidden_layer_sizes, self.n_features_in_)
-        size = max(1, _INFERENCE_ELEMENTS // max(1, n_steps * width))
+        size = max(_MIN_CHUNK, _INFERENCE_ELEMENTS // max(1, n_steps * width))
         for begin in range(0, n_samples, size):
             yield slice(begin, min(begin + size, n_samples))
 
@@ -575,15 +606,24 @@ class _BaseSpiking(BaseEstimator):
     # Persistence
     # ---------------------------------------------------------------------------------------
     def __getstate__(self):
-        # object.__getstate__ returns the live __dict__ on Python >= 3.11: never mutate it
+        # The pickled state holds no torch objects: the network as its constructor arguments
+        # plus numpy weights, and the optimiser state as numpy. Such a pickle loads on any
+        # device and with other torch versions, and skops can save it.
+        # (object.__getstate__ returns the live __dict__ on Python >= 3.11: copy, never mutate.)
         state = dict(super().__getstate__())
         state["_sksnn_version"] = __version__
         if "module_" in state:
-            state["module_"] = _copy_module(self.module_, torch.device("cpu"))
-            opt = state.pop("_optimizer")
-            state["_optimizer_state"] = _to_cpu(opt.state_dict())
+            module = state.pop("module_")
+            state["_module_config"] = _module_config(module)
+            state["_module_state"] = _to_numpy(module.state_dict())
+            optimizer = state.pop("_optimizer")
+            opt = optimizer.state_dict()
+            state["_optimizer_state"] = {
+                "state": {str(k): _to_numpy(v) for k, v in opt["state"].items()},
+                "param_groups": opt["param_groups"],
+            }
             if state.get("_best_state") is not None:
-                state["_best_state"] = _to_cpu(state["_best_state"])
+                state["_best_state"] = _to_numpy(state["_best_state"])
         return state
 
     def __setstate__(self, state):
@@ -596,11 +636,22 @@ class _BaseSpiking(BaseEstimator):
                 InconsistentVersionWarning,
                 stacklevel=2,
             )
+        config = state.pop("_module_config", None)
+        weights = state.pop("_module_state", None)
         opt_state = state.pop("_optimizer_state", None)
+        if state.get("_best_state") is not None:
+            state["_best_state"] = _to_torch(state["_best_state"])
         super().__setstate__(state)
-        if opt_state is not None:
-            self._optimizer = torch.optim.Adam(self.module_.parameters(), lr=1e-3)
-            self._optimizer.load_state_dict(opt_state)
+        if config is not None:
+            self.module_ = SpikingNetwork(**config)
+            self.module_.load_state_dict(_to_torch(weights))
+            self._optimizer = torch.optim.Adam(self.module_.parameters())
+            self._optimizer.load_state_dict(
+                {
+                    "state": {int(k): _to_torch(v) for k, v in opt_state["state"].items()},
+                    "param_groups": opt_state["param_groups"],
+                }
+            )
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -629,15 +680,30 @@ def _copy_module(module: torch.nn.Module, device: torch.device) -> torch.nn.Modu
     return copy.deepcopy(module).to(device)
 
 
-def _to_cpu(obj):
-    """Recursively move tensors in nested dicts/lists to the CPU (for device-free pickles)."""
-    if torch.is_tensor(obj):
-        return obj.detach().cpu()
-    if isinstance(obj, dict):
-        return {k: _to_cpu(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return type(obj)(_to_cpu(v) for v in obj)
-    return obj
+def _module_config(module: SpikingNetwork) -> dict:
+    """Constructor arguments that rebuild ``module`` (see :class:`SpikingNetwork`)."""
+    return {
+        "n_inputs": module.weights[0].shape[1],
+        "hidden_layer_sizes": module.hidden_layer_sizes,
+        "n_outputs": module.readout_weight.shape[0],
+        "lif": module.lif,
+        "recurrent": module.recurrent,
+        "encoding": module.encoding,
+        "n_steps": module.n_steps,
+        "engine": module.engine,
+    }
+
+
+def _to_numpy(tensors: dict) -> dict:
+    return {k: v.detach().cpu().numpy() if torch.is_tensor(v) else v for k, v in tensors.items()}
+
+
+def _to_torch(arrays: dict) -> dict:
+    # np.array copies: the tensors must own writable memory
+    return {
+        k: torch.from_numpy(np.array(v)) if isinstance(v, np.ndarray) else v
+        for k, v in arrays.items()
+    }
 
 
 class SpikingClassifier(ClassifierMixin, _BaseSpiking):
