@@ -122,41 +122,49 @@ def binary_pattern(x: Tensor, width: int, known_binary: bool = False) -> BinaryP
 
     Parameters
     ----------
-    x : Tensor, shape (n_rows, n_cols), contiguous
+    x : Tensor, shape (n_rows, n_cols)
     width : int
         Output width of the product (decides the cut-over, see :func:`prefer_sparse`).
     known_binary : bool, default=False
         ``x`` holds only 0 and 1 (spikes). Otherwise that is checked on the active entries, and
         a real-valued input gets None (dense product).
     """
-    n_rows, n_cols = x.shape
     # A sampled density up to twice the cut-over still gets the exact count below rather than
     # being rejected on a noisy estimate.
     if x.numel() == 0 or not prefer_sparse(_sampled_density(x) / 2, width):
         return None
-    x = x.detach()
-    if x.device.type == "cpu":
-        values = x.numpy().reshape(-1)
-        mask = values != 0
-        nnz = int(np.count_nonzero(mask))
-        if not prefer_sparse(nnz / max(1, values.size), width):
-            return None
-        flat = np.flatnonzero(mask)
-        if not known_binary and not bool(np.all(values[flat] == 1)):
-            return None
-        rows, cols = (torch.from_numpy(a) for a in np.divmod(flat, n_cols))
-    else:
-        flat_x = x.reshape(-1)
-        mask = flat_x != 0
-        nnz = int(mask.sum().item())
-        if not prefer_sparse(nnz / max(1, flat_x.numel()), width):
-            return None
-        flat = torch.nonzero(mask).squeeze(1)
-        if not known_binary and not bool((flat_x[flat] == 1).all().item()):
-            return None
-        rows, cols = flat // n_cols, flat % n_cols
-    counts = torch.bincount(rows, minlength=n_rows)
-    return BinaryPattern(n_rows, n_cols, cols, rows, _offsets(counts))
+    find = _active_numpy if x.device.type == "cpu" else _active_torch
+    found = find(x.detach(), width, known_binary)
+    if found is None:
+        return None
+    rows, cols = found
+    counts = torch.bincount(rows, minlength=x.shape[0])
+    return BinaryPattern(x.shape[0], x.shape[1], cols, rows, _offsets(counts))
+
+
+def _active_numpy(x: Tensor, width: int, known_binary: bool) -> tuple[Tensor, Tensor] | None:
+    """Rows and columns of the non-zero entries (CPU), or None if dense or not binary."""
+    values = x.numpy().reshape(-1)
+    mask = values != 0
+    if not prefer_sparse(np.count_nonzero(mask) / values.size, width):
+        return None
+    flat = np.flatnonzero(mask)
+    if not known_binary and not bool(np.all(values[flat] == 1)):
+        return None
+    rows, cols = np.divmod(flat, x.shape[1])
+    return torch.from_numpy(rows), torch.from_numpy(cols)
+
+
+def _active_torch(x: Tensor, width: int, known_binary: bool) -> tuple[Tensor, Tensor] | None:
+    """As :func:`_active_numpy`, with torch operations (any device)."""
+    flat_x = x.reshape(-1)
+    mask = flat_x != 0
+    if not prefer_sparse(mask.sum().item() / flat_x.numel(), width):
+        return None
+    flat = torch.nonzero(mask).squeeze(1)
+    if not known_binary and not bool((flat_x[flat] == 1).all().item()):
+        return None
+    return flat // x.shape[1], flat % x.shape[1]
 
 
 class _BinaryLinear(torch.autograd.Function):

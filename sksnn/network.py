@@ -15,10 +15,11 @@ from itertools import pairwise
 import torch
 from torch import Tensor, nn
 
+from ._fused import background
 from ._sparse import binary_linear, binary_pattern
 from .encoding import ENCODINGS, encode
 from .lif import LIFParameters, leaky_readout, lif_layer, resolve_engine
-from .noise import NoiseSource
+from .noise import GeneratorNoise, NoiseSource
 
 __all__ = ["READOUTS", "NetworkOutput", "SpikingNetwork", "project", "reduce_readout"]
 
@@ -165,10 +166,14 @@ class SpikingNetwork(nn.Module):
         raise ValueError(f"Expected 2-D or 3-D input, got {x.ndim}-D.")
 
     def _run_layer(
-        self, index: int, drive: Tensor, noise: NoiseSource | None, record: bool
+        self,
+        index: int,
+        drive: Tensor,
+        noise: NoiseSource | None,
+        record: bool,
+        uniform: Tensor | None = None,
     ) -> tuple[Tensor, Tensor | None]:
-        uniform = None
-        if self.lif.stochastic:
+        if self.lif.stochastic and uniform is None:
             if noise is None:
                 raise ValueError("A stochastic network (temperature > 0) needs a noise source.")
             uniform = noise.uniform(index + 1, tuple(drive.shape), drive.device)
@@ -189,16 +194,30 @@ class SpikingNetwork(nn.Module):
         """
         h = self.encode(x, noise)
         # The reference engine stays plain autograd throughout, projections included.
-        sparse = resolve_engine(self.engine) != "reference"
+        fast = resolve_engine(self.engine) != "reference"
         binary = x.ndim == 2 and self.encoding in ("rate", "latency")
+        # Drawing a layer's uniform numbers is a serial loop of its own (a third of a W1
+        # training step); on another thread it overlaps with the input projection. The draws
+        # keep their order, so the numbers are the same as drawn in line.
+        prefetch = (
+            fast
+            and self.lif.stochastic
+            and type(noise) is GeneratorNoise
+            and torch.get_num_threads() > 1
+        )
         spikes, membranes = [], []
         for index, weight in enumerate(self.weights):
-            drive = project(h, weight, sparse=sparse, binary=binary)
-            h, u = self._run_layer(index, drive, noise, record_membrane)
+            pending = None
+            if prefetch:
+                shape = (h.shape[0], h.shape[1], weight.shape[0])
+                pending = background(noise.uniform, index + 1, shape, h.device)
+            drive = project(h, weight, sparse=fast, binary=binary)
+            uniform = pending.result() if pending is not None else None
+            h, u = self._run_layer(index, drive, noise, record_membrane, uniform)
             spikes.append(h)
             membranes.append(u)
             binary = True
-        drive = project(h, self.readout_weight, sparse=sparse, binary=True)
+        drive = project(h, self.readout_weight, sparse=fast, binary=True)
         out = leaky_readout(drive, self.lif.alpha_syn, self.lif.alpha_mem) + self.readout_bias
         return NetworkOutput(out, spikes, membranes if record_membrane else None)
 

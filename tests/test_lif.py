@@ -1,0 +1,299 @@
+"""The fused LIF engine against the reference autograd loop.
+
+The reference loop (``lif_reference``) is the definition; the fused engine must produce the
+same spikes and membranes bit for bit (it consumes the same uniform numbers and mirrors the
+arithmetic) and the same gradients to round-off. Gradients are compared in float64, where
+round-off is ~1e-15, so a missing or wrong term of the hand-written adjoint shows up as an
+error many orders of magnitude above the tolerance; a float32 run checks the default dtype.
+"""
+
+import itertools
+
+import pytest
+import torch
+
+from sksnn import _fused
+from sksnn.lif import ENGINES, LIFParameters, lif_layer, lif_reference
+from sksnn.network import SpikingNetwork, reduce_readout
+from sksnn.noise import GeneratorNoise
+from sksnn.surrogates import Surrogate, get_escape_noise, get_surrogate
+
+# float64: the two gradient computations differ only in the order of additions (~1e-15
+# relative); 1e-10 leaves a wide margin and still catches any wrong term (errors of 1e-2+).
+RTOL64 = 1e-10
+# float32: rounding differences accumulate over 30 steps of recursion; 1e-4 of the largest
+# gradient is about 1000 ulp, far below the size of any real error.
+RTOL32 = 1e-4
+
+T, B, N = 30, 8, 12
+
+
+def _inputs(dtype=torch.float64, recurrent=False, stochastic=False, seed=0, shape=(T, B, N)):
+    g = torch.Generator().manual_seed(seed)
+    n_units = shape[-1]
+    # Mean drive 0.3 with spread 0.8: neurons fire at a few percent to tens of percent.
+    drive = (torch.randn(shape, generator=g, dtype=dtype) * 0.8 + 0.3).requires_grad_()
+    rec = None
+    if recurrent:
+        rec = (torch.randn(n_units, n_units, generator=g, dtype=dtype) * 0.3).requires_grad_()
+    uniform = torch.rand(shape, generator=g, dtype=dtype) if stochastic else None
+    w_spikes = torch.randn(shape, generator=g, dtype=dtype)
+    w_membrane = torch.randn(shape, generator=g, dtype=dtype)
+    return drive, rec, uniform, w_spikes, w_membrane
+
+
+def _run(engine, params, drive, rec, uniform, w_spikes, w_membrane, record):
+    """Spikes, membrane and the gradients of a loss through spikes (and membrane if recorded)."""
+    spikes, membrane = lif_layer(drive, params, uniform, rec, record, engine=engine)
+    loss = (spikes * w_spikes).sum()
+    if record:
+        loss = loss + (membrane * w_membrane).sum()
+    wrt = [drive] if rec is None else [drive, rec]
+    return spikes, membrane, torch.autograd.grad(loss, wrt)
+
+
+def _assert_same(params, dtype, recurrent, stochastic, record, rtol, shape=(T, B, N)):
+    args = _inputs(dtype, recurrent, stochastic, shape=shape)
+    s_ref, u_ref, g_ref = _run("reference", params, *args, record)
+    s_fus, u_fus, g_fus = _run("fused", params, *args, record)
+    assert torch.equal(s_fus, s_ref)
+    if record:
+        assert torch.equal(u_fus, u_ref)
+    else:
+        assert u_fus is None
+    for a, b in zip(g_fus, g_ref, strict=True):
+        scale = b.abs().max().item()
+        assert scale > 0  # the gradient is not trivially zero
+        torch.testing.assert_close(a, b, rtol=rtol, atol=rtol * scale)
+    # the configuration is not degenerate: neurons fire, but not all the time
+    rate = s_ref.mean().item()
+    assert 0.01 < rate < 0.9
+    return g_ref
+
+
+def _params(reset="zero", detach=True, temperature=0.0, **kw):
+    beta = 1.0 / temperature if temperature > 0 else 5.0
+    kw.setdefault("surrogate", get_surrogate("matched", beta))
+    return LIFParameters(temperature=temperature, reset=reset, detach_reset=detach, **kw)
+
+
+def test_fused_is_the_default_engine():
+    assert ENGINES[0] == "fused" and "reference" in ENGINES
+
+
+@pytest.mark.parametrize(
+    ("reset", "detach", "recurrent", "temperature"),
+    list(itertools.product(["zero", "subtract", "none"], [True, False], [False, True], [0, 0.2])),
+)
+def test_gradients_match_reference(reset, detach, recurrent, temperature):
+    params = _params(reset, detach, temperature)
+    _assert_same(params, torch.float64, recurrent, temperature > 0, True, RTOL64)
+    _assert_same(params, torch.float64, recurrent, temperature > 0, False, RTOL64)
+
+
+@pytest.mark.parametrize(("reset", "recurrent"), [("zero", True), ("subtract", False)])
+@pytest.mark.parametrize("temperature", [0, 0.2])
+def test_gradients_match_reference_float32(reset, recurrent, temperature):
+    params = _params(reset, False, temperature)
+    _assert_same(params, torch.float32, recurrent, temperature > 0, True, RTOL32)
+
+
+@pytest.mark.parametrize("reset", ["zero", "subtract"])
+def test_detaching_the_reset_changes_the_gradient(reset):
+    """The detach on/off cases of the matrix above test different adjoints."""
+    attached = _assert_same(_params(reset, False), torch.float64, False, False, False, RTOL64)
+    detached = _assert_same(_params(reset, True), torch.float64, False, False, False, RTOL64)
+    assert (attached[0] - detached[0]).abs().max() > 1e-3
+
+
+@pytest.mark.parametrize(
+    ("surrogate", "noise", "temperature", "beta"),
+    [
+        ("superspike", "sigmoid", 0.2, 5.0),  # generic surrogate, stochastic
+        ("atan", "exponential", 0.3, 4.0),
+        ("triangle", "erf", 0.0, 3.0),  # compact support, deterministic
+        ("matched", "erf", 0.2, 5.0),  # matched, but not the sigmoid shortcut
+        ("matched", "sigmoid", 0.2, 3.0),  # sigmoid shortcut, beta != 1 / T
+        ("sigmoid", "sigmoid", 0.1, 10.0),  # literature sigmoid: shortcut, reuses p
+    ],
+)
+def test_gradients_match_reference_for_surrogates(surrogate, noise, temperature, beta):
+    params = LIFParameters(
+        temperature=temperature,
+        escape_noise=get_escape_noise(noise),
+        surrogate=get_surrogate(surrogate, beta, noise),
+    )
+    _assert_same(params, torch.float64, True, temperature > 0, True, RTOL64)
+
+
+def test_user_defined_surrogate_subclass_is_not_taken_for_the_sigmoid():
+    """A subclass of a built-in surrogate may change the derivative; the fused path uses it."""
+    from dataclasses import dataclass
+
+    from sksnn.surrogates import Sigmoid
+
+    @dataclass(frozen=True)
+    class Doubled(Sigmoid):
+        def derivative(self, x):
+            return 2.0 * super().derivative(x)
+
+    params = LIFParameters(surrogate=Doubled(5.0))
+    assert _fused._sigmoid_beta(params) is None
+    g_doubled = _assert_same(params, torch.float64, False, False, False, RTOL64)
+    g_plain = _assert_same(
+        LIFParameters(surrogate=Sigmoid(5.0)), torch.float64, False, False, False, RTOL64
+    )
+    torch.testing.assert_close(g_doubled[0], 2 * g_plain[0])
+
+
+def test_membrane_only_gradient():
+    """A loss on the recorded membrane alone (no gradient arrives for the spikes)."""
+    params = _params("subtract", False, 0.2)
+    drive, rec, uniform, _, w_membrane = _inputs(stochastic=True, recurrent=True)
+    grads = []
+    for engine in ("reference", "fused"):
+        _, membrane = lif_layer(drive, params, uniform, rec, True, engine=engine)
+        grads.append(torch.autograd.grad((membrane * w_membrane).sum(), [drive, rec]))
+    for a, b in zip(*grads, strict=True):
+        torch.testing.assert_close(a, b, rtol=RTOL64, atol=RTOL64 * b.abs().max().item())
+
+
+def test_split_over_threads_is_bit_identical():
+    """Two halves of the batch on two threads give exactly the single-thread results."""
+    shape = (20, 96, 200)  # 96 x 200 per step: above the split size; the split is at row 32
+    params = _params("zero", False, 0.1)
+    previous = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        assert len(_fused._row_parts(torch.empty(shape))) == 2
+        _assert_same(params, torch.float32, True, True, True, RTOL32, shape=shape)
+    finally:
+        torch.set_num_threads(previous)
+
+
+def test_row_parts_keep_vector_blocks_aligned():
+    previous = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        for n_samples, n_units in [(256, 256), (70, 250), (1000, 17), (33, 1024)]:
+            parts = _fused._row_parts(torch.empty(1, n_samples, n_units))
+            assert parts[0].start == 0 and parts[-1].stop == n_samples
+            for a, b in itertools.pairwise(parts):
+                assert a.stop == b.start and (a.stop * n_units) % _fused._SPLIT_ALIGN == 0
+            assert len(parts) == 2
+        assert len(_fused._row_parts(torch.empty(1, 4, 8))) == 1  # too small to split
+    finally:
+        torch.set_num_threads(previous)
+
+
+@pytest.mark.parametrize("mode", ["no_grad", "inference_mode"])
+def test_inference_paths_match(mode):
+    params = _params("zero", True, 0.2)
+    drive, rec, uniform, _, _ = _inputs(torch.float32, True, True)
+    s_ref, u_ref = lif_reference(drive.detach(), params, uniform, rec.detach(), True)
+    context = torch.no_grad() if mode == "no_grad" else torch.inference_mode()
+    with context:
+        s, u = lif_layer(drive, params, uniform, rec, True, engine="fused")
+        s_only, u_none = lif_layer(drive, params, uniform, rec, False, engine="fused")
+    assert torch.equal(s, s_ref) and torch.equal(u, u_ref) and torch.equal(s_only, s_ref)
+    assert u_none is None and not s.requires_grad
+
+
+def test_transposed_and_expanded_drives():
+    """Batch-major views (3-D input) and stride-0 time axes (current encoding)."""
+    params = _params("zero", True, 0.0)
+    g = torch.Generator().manual_seed(3)
+    base = (torch.randn(B, T, N, generator=g, dtype=torch.float64) * 0.8 + 0.3).requires_grad_()
+    const = (torch.randn(B, N, generator=g, dtype=torch.float64) * 0.3 + 0.2).requires_grad_()
+    w = torch.randn(T, B, N, generator=g, dtype=torch.float64)
+    for leaf, drive in [
+        (base, base.transpose(0, 1)),
+        (const, const.unsqueeze(0).expand(T, B, N)),
+    ]:
+        grads = []
+        for engine in ("reference", "fused"):
+            s, _ = lif_layer(drive, params, engine=engine)
+            grads.append(torch.autograd.grad((s * w).sum(), leaf)[0])
+        torch.testing.assert_close(grads[1], grads[0], rtol=RTOL64, atol=1e-12)
+        assert grads[0].abs().max() > 0
+
+
+def test_stochastic_needs_uniform_and_engine_must_exist():
+    params = _params("zero", True, 0.2)
+    drive = torch.zeros(3, 2, 4)
+    with pytest.raises(ValueError, match="uniform noise"):
+        lif_layer(drive, params, engine="fused")
+    with pytest.raises(ValueError, match="Unknown LIF engine"):
+        lif_layer(drive, params, engine="turbo")
+
+
+def test_no_graph_is_kept_per_step():
+    """The fused layer is one autograd node: the spikes' grad_fn leads straight to the drive."""
+    params = _params("zero", True, 0.0)
+    drive = _inputs(torch.float32)[0]
+    spikes, _ = lif_layer(drive, params, engine="fused")
+    assert type(spikes.grad_fn).__name__ == "_FusedLIFBackward"
+    assert spikes.grad_fn.next_functions[0][0].variable is drive
+
+
+@pytest.mark.parametrize(
+    ("x_shape", "recurrent", "hidden"),
+    [((16, 40, 30), True, (24, 20)), ((16, 10), False, (32,))],
+)
+def test_network_engines_agree(x_shape, recurrent, hidden):
+    """Whole networks (3-D sparse spikes through the event-driven projection, or 2-D current
+    input): same readout and same parameter gradients from both engines."""
+    g = torch.Generator().manual_seed(0)
+    if len(x_shape) == 3:
+        x = (torch.rand(x_shape, generator=g) < 0.05).float()
+    else:
+        x = torch.randn(x_shape, generator=g)
+    y = torch.randint(0, 3, (x_shape[0],), generator=g)
+    lif = LIFParameters(temperature=0.1, surrogate=get_surrogate("matched", 10.0))
+    results = []
+    for engine in ("reference", "fused"):
+        net = SpikingNetwork(x.shape[-1], hidden, 3, lif, recurrent=recurrent, engine=engine)
+        net.initialize(x, torch.Generator().manual_seed(1), GeneratorNoise(2))
+        out = net(x, GeneratorNoise(5))
+        loss = torch.nn.functional.cross_entropy(reduce_readout(out.output, "max"), y)
+        grads = torch.autograd.grad(loss, list(net.parameters()))
+        results.append((out, grads))
+    (out_r, g_r), (out_f, g_f) = results
+    for s_r, s_f in zip(out_r.spikes, out_f.spikes, strict=True):
+        assert torch.equal(s_r, s_f)
+    torch.testing.assert_close(out_f.output, out_r.output, rtol=1e-5, atol=1e-5)
+    for a, b in zip(g_f, g_r, strict=True):
+        torch.testing.assert_close(a, b, rtol=RTOL32, atol=RTOL32 * max(b.abs().max(), 1e-6))
+
+
+def test_noise_prefetch_draws_the_same_numbers():
+    """With two threads the fused network draws its uniform numbers on the helper thread;
+    the draws keep their order, so a stochastic forward pass is unchanged."""
+    x = (torch.rand(8, 20, 30, generator=torch.Generator().manual_seed(0)) < 0.1).float()
+    lif = LIFParameters(temperature=0.1, surrogate=get_surrogate("matched", 10.0))
+    net = SpikingNetwork(30, (16, 16), 2, lif, engine="fused")
+    net.initialize(x, torch.Generator().manual_seed(1), GeneratorNoise(2))
+    previous = torch.get_num_threads()
+    outputs = []
+    try:
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            with torch.no_grad():
+                outputs.append(net(x, GeneratorNoise(7)))
+    finally:
+        torch.set_num_threads(previous)
+    for a, b in zip(outputs[0].spikes, outputs[1].spikes, strict=True):
+        assert torch.equal(a, b)
+    assert outputs[0].spikes[1].sum() > 0
+
+
+class _Shifted(Surrogate):
+    """A deliberately non-symmetric surrogate to make sign errors visible."""
+
+    def derivative(self, x):
+        return torch.exp(-self.beta * (x - 0.1) ** 2) * (1.0 + x)
+
+
+def test_asymmetric_surrogate():
+    params = _params("zero", False, 0.0, surrogate=_Shifted(4.0))
+    _assert_same(params, torch.float64, True, False, True, RTOL64)

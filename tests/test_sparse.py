@@ -1,0 +1,138 @@
+"""Event-driven products with binary matrices against the dense matrix products."""
+
+import pytest
+import torch
+
+from sksnn import _sparse
+from sksnn._sparse import (
+    SPARSE_MAX_DENSITY,
+    SPARSE_MIN_WIDTH,
+    binary_linear,
+    binary_matmul_t,
+    binary_pattern,
+    prefer_sparse,
+)
+from sksnn.network import project
+
+# float32 sums of the same terms in a different order: a few ulp of the largest partial sum.
+TOL = {"rtol": 1e-5, "atol": 1e-5}
+
+
+def _spikes(shape, density, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return (torch.rand(shape, generator=g) < density).float()
+
+
+@pytest.mark.parametrize("density", [0.0, 0.005, 0.02, 0.08])
+def test_projection_and_gradients_match_dense(density):
+    x = _spikes((300, 50), density).requires_grad_()
+    w = torch.randn(96, 50, generator=torch.Generator().manual_seed(1), requires_grad=True)
+    g = torch.randn(300, 96, generator=torch.Generator().manual_seed(2))
+    pattern = binary_pattern(x, 96, known_binary=True)
+    assert pattern is not None and pattern.nnz == int(x.detach().sum())
+    out = binary_linear(x, w, pattern)
+    gx, gw = torch.autograd.grad(out, [x, w], g)
+    dense = x @ w.T
+    gx_d, gw_d = torch.autograd.grad(dense, [x, w], g)
+    torch.testing.assert_close(out, dense, **TOL)
+    torch.testing.assert_close(gw, gw_d, **TOL)
+    torch.testing.assert_close(gx, gx_d, **TOL)
+
+
+def test_weight_gradient_without_input_gradient():
+    x = _spikes((200, 40), 0.03)
+    w = torch.randn(80, 40, requires_grad=True)
+    pattern = binary_pattern(x, 80)
+    (gw,) = torch.autograd.grad(binary_linear(x, w, pattern).sum(), [w])
+    torch.testing.assert_close(gw, torch.ones(200, 80).T @ x, **TOL)
+
+
+def test_numpy_and_torch_index_paths_agree():
+    x = _spikes((120, 70), 0.04)
+    rows_np, cols_np = _sparse._active_numpy(x, 128, False)
+    rows_t, cols_t = _sparse._active_torch(x, 128, False)
+    assert torch.equal(rows_np, rows_t) and torch.equal(cols_np, cols_t)
+    assert torch.equal(x[rows_np, cols_np], torch.ones(len(rows_np)))
+    assert int(x.sum()) == len(rows_np)
+
+
+@pytest.mark.parametrize("finder", [_sparse._active_numpy, _sparse._active_torch])
+def test_real_valued_or_dense_input_is_refused(finder):
+    x = _spikes((100, 50), 0.03)
+    real = x * 0.5  # sparse but not binary: a current, not spikes
+    assert finder(real, 128, known_binary=False) is None
+    assert finder(_spikes((100, 50), 0.5), 128, known_binary=True) is None
+    assert finder(x, 128, known_binary=False) is not None
+
+
+def test_binary_pattern_decides_by_density_and_width():
+    sparse = _spikes((2000, 64), 0.02)
+    assert binary_pattern(sparse, 256) is not None
+    assert binary_pattern(sparse, SPARSE_MIN_WIDTH - 1) is None  # narrow output: dense
+    assert binary_pattern(_spikes((2000, 64), 0.4), 256) is None
+    assert binary_pattern(sparse * 0.5, 256) is None
+    assert binary_pattern(torch.zeros(0, 64), 256) is None
+
+
+def test_prefer_sparse_cut_over():
+    assert prefer_sparse(SPARSE_MAX_DENSITY / 2, 256)
+    assert not prefer_sparse(SPARSE_MAX_DENSITY * 2, 256)
+    assert not prefer_sparse(0.001, SPARSE_MIN_WIDTH // 2)
+
+
+def test_all_zero_input():
+    x = torch.zeros(50, 30)
+    w = torch.randn(70, 30, requires_grad=True)
+    pattern = binary_pattern(x, 70, known_binary=True)
+    assert pattern is not None and pattern.nnz == 0
+    out = binary_linear(x, w, pattern)
+    (gw,) = torch.autograd.grad(out.sum(), [w])
+    assert torch.equal(out, torch.zeros(50, 70)) and torch.equal(gw, torch.zeros(70, 30))
+
+
+@pytest.mark.parametrize("density", [0.02, 0.6])  # event-driven, and dense fallback
+def test_binary_matmul_t(density):
+    x = _spikes((400, 30), density)
+    other = torch.randn(400, 128)
+    torch.testing.assert_close(binary_matmul_t(x, other), x.T @ other, **TOL)
+
+
+@pytest.mark.parametrize("layout", ["time_major", "batch_major_view", "expanded"])
+def test_project_layouts_and_paths(layout):
+    """project() gives x @ W.T per step for every input layout, sparse or dense."""
+    g = torch.Generator().manual_seed(4)
+    n_steps, n_samples, n_in, n_out = 12, 10, 40, 96
+    if layout == "time_major":
+        x = _spikes((n_steps, n_samples, n_in), 0.03)
+    elif layout == "batch_major_view":
+        x = _spikes((n_samples, n_steps, n_in), 0.03).transpose(0, 1)
+    else:
+        x = _spikes((n_samples, n_in), 0.03).unsqueeze(0).expand(n_steps, n_samples, n_in)
+    w = torch.randn(n_out, n_in, generator=g, requires_grad=True)
+    expected = torch.einsum("tbi,oi->tbo", x, w)
+    grad = torch.randn(n_steps, n_samples, n_out, generator=g)
+    (gw_expected,) = torch.autograd.grad(expected, [w], grad)
+    for sparse in (False, True):
+        out = project(x, w, sparse=sparse)
+        (gw,) = torch.autograd.grad(out, [w], grad)
+        assert out.shape == (n_steps, n_samples, n_out)
+        torch.testing.assert_close(out, expected, **TOL)
+        torch.testing.assert_close(gw, gw_expected, **TOL)
+
+
+def _graph_names(t):
+    names, stack = set(), [t.grad_fn]
+    while stack:
+        fn = stack.pop()
+        if fn is not None:
+            names.add(type(fn).__name__)
+            stack.extend(f for f, _ in fn.next_functions)
+    return names
+
+
+def test_project_uses_the_event_driven_path_only_when_allowed_and_sparse():
+    w = torch.randn(128, 50, requires_grad=True)
+    sparse_x, dense_x = _spikes((20, 16, 50), 0.02), _spikes((20, 16, 50), 0.5)
+    assert "_BinaryLinearBackward" in _graph_names(project(sparse_x, w, sparse=True))
+    assert "_BinaryLinearBackward" not in _graph_names(project(sparse_x, w, sparse=False))
+    assert "_BinaryLinearBackward" not in _graph_names(project(dense_x, w, sparse=True))
