@@ -14,7 +14,7 @@ Run from the repository root::
     python examples/theory_fano.py           # print the numbers, show the figure
     python examples/theory_fano.py --save    # ... and write docs/figures/theory_fano.png
 
-Needs matplotlib (``pip install "sksnn[plot]"``). About half a minute on two CPU cores.
+Needs matplotlib (``pip install "sksnn[plot]"``). Half a minute to a minute on two CPU cores.
 """
 
 from __future__ import annotations

@@ -12,8 +12,8 @@ Run from the repository root::
     python examples/theory_temperature_sweep.py           # print, show the figure
     python examples/theory_temperature_sweep.py --save    # ... and write docs/figures/...png
 
-Needs matplotlib (``pip install "sksnn[plot]"``). A few minutes on two CPU cores (24 fits of
-20 epochs); ``--seeds 1`` halves that.
+Needs matplotlib (``pip install "sksnn[plot]"``). Measured 5 minutes on a shared, busy
+two-core machine (24 fits of 20 epochs); ``--seeds 1`` halves that.
 """
 
 from __future__ import annotations
