@@ -3,10 +3,10 @@
 A spike raster ``X`` (rows: (step, sample) pairs, columns: input units) is mostly zeros. Its
 projection ``X @ W.T`` then only needs, for every row, the sum of the weight columns of its
 active inputs: an ``embedding_bag`` (sum mode) over the active indices of each row (the CSR
-pattern of ``X``). The weight gradient ``G.T @ X`` is the same operation on the transposed
-pattern (CSC): for every input unit, the sum of the gradient rows where it was active. Both
-cost ``O(nnz * width)`` instead of ``O(rows * inputs * width)``; the input gradient
-``G @ W`` of hidden spikes stays dense, since the surrogate gradient reaches every neuron.
+pattern of ``X``). The weight gradient ``G.T @ X`` sums, for every input unit, the gradient
+rows where it was active: a sparse (COO) matrix product with ``X.T``. Both cost
+``O(nnz * width)`` instead of ``O(rows * inputs * width)``; the input gradient ``G @ W`` of
+hidden spikes stays dense, since the surrogate gradient reaches every neuron.
 
 Whether that pays depends on the density, measured per call (:func:`prefer_sparse`). On the
 CPU the index extraction goes through NumPy, whose comparison, count and ``flatnonzero`` on a
@@ -26,6 +26,7 @@ __all__ = [
     "SPARSE_MAX_DENSITY",
     "SPARSE_MIN_WIDTH",
     "BinaryPattern",
+    "StepPattern",
     "binary_linear",
     "binary_matmul_t",
     "binary_pattern",
@@ -39,6 +40,8 @@ __all__ = [
 # nothing: the scan for indices then costs about as much as the dense product.
 SPARSE_MAX_DENSITY = 0.1
 SPARSE_MIN_WIDTH = 64
+# Elements per chunk when scanning for active entries (a 4 MiB bool mask at most).
+_SCAN_ELEMENTS = 1 << 22
 # Rows sampled to estimate the density before scanning everything: a dense input is then
 # recognised for the price of a small fraction of a pass.
 _DENSITY_SAMPLE_ROWS = 1024
@@ -51,11 +54,11 @@ class BinaryPattern:
     Attributes
     ----------
     n_rows, n_cols : int
-    cols : Tensor of int64, shape (nnz,)
+    cols : Tensor of int32, shape (nnz,)
         Column of each active entry, row by row.
-    rows : Tensor of int64, shape (nnz,)
+    rows : Tensor of int32, shape (nnz,)
         Row of each active entry (same order).
-    row_offsets : Tensor of int64, shape (n_rows + 1,)
+    row_offsets : Tensor of int32, shape (n_rows + 1,)
         Entries of row ``r`` are ``cols[row_offsets[r]:row_offsets[r + 1]]``.
     """
 
@@ -64,25 +67,10 @@ class BinaryPattern:
     cols: Tensor
     rows: Tensor
     row_offsets: Tensor
-    _csc: tuple[Tensor, Tensor] | None = None
 
     @property
     def nnz(self) -> int:
         return int(self.cols.shape[0])
-
-    def csc(self) -> tuple[Tensor, Tensor]:
-        """Rows of the active entries sorted by column, and the column offsets (cached)."""
-        if self._csc is None:
-            if self.cols.device.type == "cpu":
-                cols = self.cols.numpy()
-                # A stable sort of 16-bit keys is a radix sort in NumPy: linear time.
-                keys = cols.astype(np.uint16) if self.n_cols <= 1 << 16 else cols
-                order = torch.from_numpy(np.argsort(keys, kind="stable"))
-            else:
-                order = torch.sort(self.cols, stable=True).indices
-            counts = torch.bincount(self.cols, minlength=self.n_cols)
-            self._csc = (self.rows[order], _offsets(counts))
-        return self._csc
 
     def matmul(self, weight_t: Tensor) -> Tensor:
         """``X @ weight_t`` for ``weight_t`` of shape ``(n_cols, width)``."""
@@ -95,13 +83,110 @@ class BinaryPattern:
         )
 
     def t_matmul(self, other: Tensor) -> Tensor:
-        """``X.T @ other`` for ``other`` of shape ``(n_rows, width)``."""
-        rows, offsets = self.csc()
-        return F.embedding_bag(rows, other, offsets, mode="sum", include_last_offset=True)
+        """``X.T @ other`` for ``other`` of shape ``(n_rows, width)``.
+
+        The pattern as a sparse COO matrix ``X.T`` in row-major order of ``X``: the product
+        then reads the rows of ``other`` once, in order, and accumulates into the small
+        ``(n_cols, width)`` result, which stays in cache (measured 1.6-1.8x faster than an
+        ``embedding_bag`` over the column-sorted pattern, whose sort it also saves).
+        """
+        xt = torch.sparse_coo_tensor(
+            torch.stack([self.cols, self.rows]).long(),
+            other.new_ones(self.nnz),
+            (self.n_cols, self.n_rows),
+            check_invariants=False,
+        )
+        return torch.sparse.mm(xt, other)
+
+
+class StepPattern:
+    """A binary layer input ``(n_steps, n_samples, n_in)`` regrouped for block-wise products.
+
+    The fused layer (:mod:`sksnn._fused`) asks for the input currents of a block of steps of one
+    part of the batch (:meth:`matmul`) and returns their gradient for the weight gradient
+    (:meth:`t_matmul`), so that neither the currents nor their gradient ever exist for all
+    steps at once. Entries are sorted by (part, step, sample): each block is one contiguous
+    range.
+
+    Parameters
+    ----------
+    pattern : BinaryPattern
+        Pattern of the input as a 2-D matrix in its memory order: rows ``step * n_samples +
+        sample`` (time-major) or ``sample * n_steps + step`` (``batch_major``).
+    n_steps, n_samples : int
+    batch_major : bool
+    parts : list of slice
+        Consecutive ranges of samples covering the batch.
+    """
+
+    def __init__(
+        self,
+        pattern: BinaryPattern,
+        n_steps: int,
+        n_samples: int,
+        batch_major: bool,
+        parts: list[slice],
+    ) -> None:
+        rows, cols = pattern.rows.numpy(), pattern.cols.numpy()
+        if batch_major:
+            sample, step = np.divmod(rows, n_steps)
+        else:
+            step, sample = np.divmod(rows, n_samples)
+        # key = first row of the part + step * part size + sample within the part
+        key = np.zeros_like(rows)
+        self._parts = []  # (first row key, samples) per part
+        base = 0
+        for part in parts:
+            size = part.stop - part.start
+            if len(parts) == 1:
+                key = step * size + sample
+            else:
+                inside = (sample >= part.start) & (sample < part.stop)
+                key += np.where(inside, base + step * size + (sample - part.start), 0)
+            self._parts.append((base, size))
+            base += n_steps * size
+        if np.all(key[1:] >= key[:-1]):
+            order = slice(None)  # time-major single part: already in order
+        else:
+            # NumPy sorts 16-bit keys stably by radix sort, in linear time (W1: 25600 rows).
+            order = np.argsort(key.astype(np.uint16) if base <= 1 << 16 else key, kind="stable")
+        self.keys = torch.from_numpy(key[order].astype(np.int32))
+        self.cols = torch.from_numpy(cols[order])
+        self.offsets = _offsets(torch.bincount(self.keys, minlength=base))
+        self.n_cols = pattern.n_cols
+
+    def _range(self, part: int, start: int, stop: int) -> tuple[int, int, int, int]:
+        base, size = self._parts[part]
+        k0, k1 = base + start * size, base + stop * size
+        return k0, k1, int(self.offsets[k0]), int(self.offsets[k1])
+
+    def matmul(self, weight_t: Tensor, part: int, start: int, stop: int) -> Tensor:
+        """Currents of steps ``start:stop`` of a part, ``((stop - start) * size, width)``."""
+        k0, k1, e0, e1 = self._range(part, start, stop)
+        return F.embedding_bag(
+            self.cols[e0:e1],
+            weight_t,
+            self.offsets[k0 : k1 + 1] - e0,
+            mode="sum",
+            include_last_offset=True,
+        )
+
+    def t_matmul(self, grad: Tensor, part: int, start: int, stop: int) -> Tensor:
+        """``X_block.T @ grad`` for the rows of :meth:`matmul`; shape ``(n_in, width)``."""
+        k0, k1, e0, e1 = self._range(part, start, stop)
+        xt = torch.sparse_coo_tensor(
+            torch.stack([self.cols[e0:e1], self.keys[e0:e1] - k0]).long(),
+            grad.new_ones(e1 - e0),
+            (self.n_cols, k1 - k0),
+            check_invariants=False,
+        )
+        return torch.sparse.mm(xt, grad)
 
 
 def _offsets(counts: Tensor) -> Tensor:
-    offsets = counts.new_zeros(counts.shape[0] + 1)
+    """Start of each row (and the end), int32 like the indices: ``embedding_bag`` takes
+    either, and half the size matters for long patterns."""
+    offsets = counts.new_zeros(counts.shape[0] + 1, dtype=torch.int32)
     torch.cumsum(counts, 0, out=offsets[1:])
     return offsets
 
@@ -117,21 +202,26 @@ def _sampled_density(x: Tensor) -> float:
     return torch.count_nonzero(sample).item() / max(1, sample.numel())
 
 
-def binary_pattern(x: Tensor, width: int, known_binary: bool = False) -> BinaryPattern | None:
+def binary_pattern(
+    x: Tensor, width: int | None, known_binary: bool = False
+) -> BinaryPattern | None:
     """The CSR pattern of a 2-D tensor ``x`` if the sparse product should be used, else None.
 
     Parameters
     ----------
     x : Tensor, shape (n_rows, n_cols)
-    width : int
-        Output width of the product (decides the cut-over, see :func:`prefer_sparse`).
+    width : int or None
+        Output width of the product (decides the cut-over, see :func:`prefer_sparse`); None
+        for the pattern whatever the density.
     known_binary : bool, default=False
         ``x`` holds only 0 and 1 (spikes). Otherwise that is checked on the active entries, and
         a real-valued input gets None (dense product).
     """
+    if x.numel() == 0:
+        return None
     # A sampled density up to twice the cut-over still gets the exact count below rather than
     # being rejected on a noisy estimate.
-    if x.numel() == 0 or not prefer_sparse(_sampled_density(x) / 2, width):
+    if width is not None and not prefer_sparse(_sampled_density(x) / 2, width):
         return None
     find = _active_numpy if x.device.type == "cpu" else _active_torch
     found = find(x.detach(), width, known_binary)
@@ -142,29 +232,45 @@ def binary_pattern(x: Tensor, width: int, known_binary: bool = False) -> BinaryP
     return BinaryPattern(x.shape[0], x.shape[1], cols, rows, _offsets(counts))
 
 
-def _active_numpy(x: Tensor, width: int, known_binary: bool) -> tuple[Tensor, Tensor] | None:
-    """Rows and columns of the non-zero entries (CPU), or None if dense or not binary."""
-    values = x.numpy().reshape(-1)
-    mask = values != 0
-    if not prefer_sparse(np.count_nonzero(mask) / values.size, width):
-        return None
-    flat = np.flatnonzero(mask)
-    if not known_binary and not bool(np.all(values[flat] == 1)):
-        return None
-    rows, cols = np.divmod(flat, x.shape[1])
-    return torch.from_numpy(rows), torch.from_numpy(cols)
+def _active_numpy(
+    x: Tensor, width: int | None, known_binary: bool
+) -> tuple[Tensor, Tensor] | None:
+    """Rows and columns (int32) of the non-zero entries (CPU), or None if not binary, or too
+    dense for an output of ``width`` (no density test when ``width`` is None).
+
+    Scanned in chunks of rows so that the bool mask stays small, and a dense input is given up
+    on as soon as it has too many non-zeros.
+    """
+    n_rows, n_cols = x.shape
+    values = x.numpy()
+    chunk = max(1, _SCAN_ELEMENTS // max(1, n_cols))
+    found, nnz = [], 0
+    for start in range(0, n_rows, chunk):
+        block = values[start : start + chunk].reshape(-1)
+        flat = np.flatnonzero(block != 0)
+        if not known_binary and not bool(np.all(block[flat] == 1)):
+            return None
+        nnz += flat.size
+        if width is not None and not prefer_sparse(nnz / values.size, width):
+            return None
+        found.append(flat + start * n_cols)
+    flat = np.concatenate(found) if len(found) > 1 else found[0]
+    rows, cols = np.divmod(flat, n_cols)
+    return torch.from_numpy(rows.astype(np.int32)), torch.from_numpy(cols.astype(np.int32))
 
 
-def _active_torch(x: Tensor, width: int, known_binary: bool) -> tuple[Tensor, Tensor] | None:
+def _active_torch(
+    x: Tensor, width: int | None, known_binary: bool
+) -> tuple[Tensor, Tensor] | None:
     """As :func:`_active_numpy`, with torch operations (any device)."""
     flat_x = x.reshape(-1)
     mask = flat_x != 0
-    if not prefer_sparse(mask.sum().item() / flat_x.numel(), width):
+    if width is not None and not prefer_sparse(mask.sum().item() / flat_x.numel(), width):
         return None
     flat = torch.nonzero(mask).squeeze(1)
     if not known_binary and not bool((flat_x[flat] == 1).all().item()):
         return None
-    return flat // x.shape[1], flat % x.shape[1]
+    return (flat // x.shape[1]).int(), (flat % x.shape[1]).int()
 
 
 class _BinaryLinear(torch.autograd.Function):

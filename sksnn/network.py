@@ -9,14 +9,16 @@ about time loops stays in here and in :mod:`sksnn.lif`.
 from __future__ import annotations
 
 import math
+from concurrent.futures import Future
 from dataclasses import dataclass
 from itertools import pairwise
 
 import torch
 from torch import Tensor, nn
 
-from ._fused import background
-from ._sparse import binary_linear, binary_pattern
+from ._fused import lif_fused_projected
+from ._parallel import background
+from ._sparse import BinaryPattern, binary_linear, binary_pattern
 from .encoding import ENCODINGS, encode
 from .lif import LIFParameters, leaky_readout, lif_layer, resolve_engine
 from .noise import GeneratorNoise, NoiseSource
@@ -72,17 +74,31 @@ def project(x: Tensor, weight: Tensor, *, sparse: bool = False, binary: bool = F
     binary : bool, default=False
         ``x`` is known to hold only 0 and 1 (spikes); otherwise that is checked first.
     """
-    n_steps, n_samples, n_in = x.shape
+    n_steps, n_samples, _ = x.shape
     n_out = weight.shape[0]
     if n_steps > 1 and x.stride(0) == 0:
         return (x[0] @ weight.T).unsqueeze(0).expand(n_steps, n_samples, n_out)
-    batch_major = n_steps > 1 and not x.is_contiguous() and x.transpose(0, 1).is_contiguous()
-    x2 = (x.transpose(0, 1) if batch_major else x).reshape(-1, n_in)
+    x2, batch_major = _memory_rows(x)
     pattern = binary_pattern(x2, n_out, known_binary=binary) if sparse else None
     out = x2 @ weight.T if pattern is None else binary_linear(x2, weight, pattern)
     if batch_major:
         return out.reshape(n_samples, n_steps, n_out).transpose(0, 1)
     return out.reshape(n_steps, n_samples, n_out)
+
+
+def _memory_rows(x: Tensor) -> tuple[Tensor, bool]:
+    """``x`` (n_steps, n_samples, n) as a 2-D matrix in its memory order, and whether that
+    order is batch-major (``x`` a transposed view of a batch-major tensor)."""
+    n_steps, _, n_in = x.shape
+    batch_major = n_steps > 1 and not x.is_contiguous() and x.transpose(0, 1).is_contiguous()
+    return (x.transpose(0, 1) if batch_major else x).reshape(-1, n_in), batch_major
+
+
+def _input_pattern(x: Tensor, weight: Tensor, binary: bool) -> BinaryPattern | None:
+    """The event-driven pattern of a layer input when it is 0/1 and sparse enough, else None."""
+    if x.shape[0] > 1 and x.stride(0) == 0:
+        return None  # constant over time: projected once, densely
+    return binary_pattern(_memory_rows(x)[0], weight.shape[0], known_binary=binary)
 
 
 def reduce_readout(output: Tensor, readout: str) -> Tensor:
@@ -180,6 +196,33 @@ class SpikingNetwork(nn.Module):
         recurrent_weight = self.recurrent_weights[index] if self.recurrent else None
         return lif_layer(drive, self.lif, uniform, recurrent_weight, record, engine=self.engine)
 
+    def _layer(
+        self,
+        index: int,
+        h: Tensor,
+        weight: Tensor,
+        noise: NoiseSource | None,
+        record: bool,
+        fast: bool,
+        binary: bool,
+        pending: Future | None,
+    ) -> tuple[Tensor, Tensor | None]:
+        """Project the layer input ``h`` and run hidden layer ``index``."""
+        pattern = _input_pattern(h, weight, binary) if fast else None
+        if pattern is None:
+            drive = project(h, weight)
+            uniform = pending.result() if pending is not None else None
+            return self._run_layer(index, drive, noise, record, uniform)
+        # Sparse 0/1 input: the projection runs inside the fused layer, block by block.
+        uniform = pending.result() if pending is not None else None
+        if self.lif.stochastic and uniform is None:
+            if noise is None:
+                raise ValueError("A stochastic network (temperature > 0) needs a noise source.")
+            shape = (h.shape[0], h.shape[1], weight.shape[0])
+            uniform = noise.uniform(index + 1, shape, h.device)
+        recurrent_weight = self.recurrent_weights[index] if self.recurrent else None
+        return lif_fused_projected(h, weight, pattern, self.lif, uniform, recurrent_weight, record)
+
     def forward(
         self, x: Tensor, noise: NoiseSource | None = None, record_membrane: bool = False
     ) -> NetworkOutput:
@@ -211,9 +254,7 @@ class SpikingNetwork(nn.Module):
             if prefetch:
                 shape = (h.shape[0], h.shape[1], weight.shape[0])
                 pending = background(noise.uniform, index + 1, shape, h.device)
-            drive = project(h, weight, sparse=fast, binary=binary)
-            uniform = pending.result() if pending is not None else None
-            h, u = self._run_layer(index, drive, noise, record_membrane, uniform)
+            h, u = self._layer(index, h, weight, noise, record_membrane, fast, binary, pending)
             spikes.append(h)
             membranes.append(u)
             binary = True

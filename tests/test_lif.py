@@ -12,7 +12,8 @@ import itertools
 import pytest
 import torch
 
-from sksnn import _fused
+from sksnn import _fused, _fused_steps, _parallel
+from sksnn._sparse import binary_pattern
 from sksnn.lif import ENGINES, LIFParameters, lif_layer, lif_reference
 from sksnn.network import SpikingNetwork, reduce_readout
 from sksnn.noise import GeneratorNoise
@@ -138,7 +139,7 @@ def test_user_defined_surrogate_subclass_is_not_taken_for_the_sigmoid():
             return 2.0 * super().derivative(x)
 
     params = LIFParameters(surrogate=Doubled(5.0))
-    assert _fused._sigmoid_beta(params) is None
+    assert _fused_steps.sigmoid_beta(params) is None
     g_doubled = _assert_same(params, torch.float64, False, False, False, RTOL64)
     g_plain = _assert_same(
         LIFParameters(surrogate=Sigmoid(5.0)), torch.float64, False, False, False, RTOL64
@@ -165,7 +166,7 @@ def test_split_over_threads_is_bit_identical():
     previous = torch.get_num_threads()
     torch.set_num_threads(2)
     try:
-        assert len(_fused._row_parts(torch.empty(shape))) == 2
+        assert len(_parallel.row_parts(shape[1], shape[2], torch.device("cpu"))) == 2
         _assert_same(params, torch.float32, True, True, True, RTOL32, shape=shape)
     finally:
         torch.set_num_threads(previous)
@@ -176,12 +177,12 @@ def test_row_parts_keep_vector_blocks_aligned():
     torch.set_num_threads(2)
     try:
         for n_samples, n_units in [(256, 256), (70, 250), (1000, 17), (33, 1024)]:
-            parts = _fused._row_parts(torch.empty(1, n_samples, n_units))
+            parts = _parallel.row_parts(n_samples, n_units, torch.device("cpu"))
             assert parts[0].start == 0 and parts[-1].stop == n_samples
             for a, b in itertools.pairwise(parts):
-                assert a.stop == b.start and (a.stop * n_units) % _fused._SPLIT_ALIGN == 0
+                assert a.stop == b.start and (a.stop * n_units) % _parallel._SPLIT_ALIGN == 0
             assert len(parts) == 2
-        assert len(_fused._row_parts(torch.empty(1, 4, 8))) == 1  # too small to split
+        assert len(_parallel.row_parts(4, 8, torch.device("cpu"))) == 1  # too small to split
     finally:
         torch.set_num_threads(previous)
 
@@ -297,3 +298,95 @@ class _Shifted(Surrogate):
 def test_asymmetric_surrogate():
     params = _params("zero", False, 0.0, surrogate=_Shifted(4.0))
     _assert_same(params, torch.float64, True, False, True, RTOL64)
+
+
+def _projected_case(params, recurrent, stochastic, batch_major, input_grad, shape, seed=0):
+    """Gradients of the fused projected layer and of einsum + reference loop."""
+    n_steps, n_samples, n_in, n_units = shape
+    g = torch.Generator().manual_seed(seed)
+    dims = (n_samples, n_steps, n_in) if batch_major else (n_steps, n_samples, n_in)
+    leaf = (torch.rand(dims, generator=g) < 0.1).double().requires_grad_(input_grad)
+    x = leaf.transpose(0, 1) if batch_major else leaf
+    weight = (torch.randn(n_units, n_in, generator=g, dtype=torch.float64) * 0.5).requires_grad_()
+    rec = None
+    if recurrent:
+        rec = (
+            torch.randn(n_units, n_units, generator=g, dtype=torch.float64) * 0.1
+        ).requires_grad_()
+    out_shape = (n_steps, n_samples, n_units)
+    uniform = torch.rand(out_shape, generator=g, dtype=torch.float64) if stochastic else None
+    w_s = torch.randn(out_shape, generator=g, dtype=torch.float64)
+    w_u = torch.randn(out_shape, generator=g, dtype=torch.float64)
+    wrt = [weight] + ([rec] if recurrent else []) + ([leaf] if input_grad else [])
+    rows = (leaf if batch_major else x).detach().reshape(-1, n_in)
+    pattern = binary_pattern(rows, None, known_binary=True)
+    assert pattern is not None
+    results = []
+    for fused in (False, True):
+        if fused:
+            s, u = _fused.lif_fused_projected(x, weight, pattern, params, uniform, rec, True)
+        else:
+            drive = torch.einsum("tbi,oi->tbo", x, weight)
+            s, u = lif_reference(drive, params, uniform, rec, True)
+        loss = (s * w_s).sum() + (u * w_u).sum()
+        results.append((s, u, torch.autograd.grad(loss, wrt)))
+    return results
+
+
+@pytest.mark.parametrize(
+    ("reset", "detach", "recurrent", "temperature", "batch_major", "input_grad"),
+    [
+        ("zero", True, False, 0.2, True, False),  # W1's first layer
+        ("zero", True, True, 0.2, False, True),  # W2's second layer
+        ("zero", False, True, 0.0, True, True),
+        ("subtract", False, False, 0.2, False, True),
+        ("subtract", True, True, 0.0, True, False),
+        ("none", False, False, 0.2, False, False),
+    ],
+)
+def test_projected_layer_matches_projection_plus_reference(
+    reset, detach, recurrent, temperature, batch_major, input_grad
+):
+    """The layer with the projection inside (block-wise currents, recomputed from checkpoints
+    in the backward pass) against einsum + the reference loop; 23 steps make blocks of 5 with
+    a shorter last one."""
+    params = _params(reset, detach, temperature)
+    (s_r, u_r, g_r), (s_f, u_f, g_f) = _projected_case(
+        params, recurrent, temperature > 0, batch_major, input_grad, (23, 6, 30, 20)
+    )
+    assert torch.equal(s_f, s_r)
+    assert 0.01 < s_r.mean().item() < 0.9
+    # the currents are summed in another order: membranes agree to round-off
+    torch.testing.assert_close(u_f, u_r, rtol=RTOL64, atol=1e-12)
+    for a, b in zip(g_f, g_r, strict=True):
+        assert b.abs().max() > 0
+        torch.testing.assert_close(a, b, rtol=RTOL64, atol=RTOL64 * b.abs().max().item())
+
+
+def test_projected_layer_split_over_threads():
+    params = _params("zero", True, 0.2)
+    previous = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        assert len(_parallel.row_parts(96, 200, torch.device("cpu"))) == 2
+        (s_r, _, g_r), (s_f, _, g_f) = _projected_case(
+            params, True, True, True, True, (12, 96, 40, 200)
+        )
+    finally:
+        torch.set_num_threads(previous)
+    assert torch.equal(s_f, s_r)
+    for a, b in zip(g_f, g_r, strict=True):
+        torch.testing.assert_close(a, b, rtol=RTOL64, atol=RTOL64 * b.abs().max().item())
+
+
+def test_projected_layer_keeps_no_full_history():
+    """Pattern mode saves spikes and O(sqrt(T)) checkpoints, not per-step histories."""
+    params = _params("zero", True, 0.0)
+    x = (torch.rand(100, 8, 30, generator=torch.Generator().manual_seed(0)) < 0.1).float()
+    weight = torch.randn(20, 30, requires_grad=True)
+    pattern = binary_pattern(x.reshape(-1, 30), None, known_binary=True)
+    spikes, _ = _fused.lif_fused_projected(x, weight, pattern, params)
+    others = {spikes.data_ptr(), weight.data_ptr()}
+    saved = [t for t in spikes.grad_fn.saved_tensors if t is not None]
+    elements = sum(t.numel() for t in saved if t.data_ptr() not in others)
+    assert elements <= 10 * 2 * 8 * 20  # 10 checkpoints of (U, I)
