@@ -48,6 +48,7 @@ so splitting does not change a single bit.
 from __future__ import annotations
 
 from collections.abc import Callable
+from concurrent.futures import Future
 
 import torch
 from torch import Tensor
@@ -211,6 +212,7 @@ class _FusedLIF(torch.autograd.Function):
     def forward(ctx, first, weight, recurrent_weight, uniform, params, record, pattern):  # type: ignore[override]
         source, shape, parts = _source(first, weight, pattern)
         like = first if pattern is None else weight
+        uniform = uniform.result() if isinstance(uniform, Future) else uniform
         saved = _run_forward(
             source, shape, like, params, uniform, recurrent_weight, parts, True, record
         )
@@ -354,6 +356,9 @@ def lif_fused_projected(
     pattern : BinaryPattern
         Active entries of ``x`` as the 2-D matrix of its memory order (see
         :class:`~sksnn._sparse.StepPattern`).
+    uniform : Tensor or Future of Tensor, optional
+        A future is waited for once the pattern is regrouped, so that drawing the numbers on
+        another thread overlaps with that.
 
     The currents are computed a block of steps at a time and never stored; the backward pass
     recomputes each block from checkpoints. Gradients flow to ``x``, ``weight`` and
@@ -374,5 +379,6 @@ def _no_grad(first, weight, recurrent_weight, uniform, params, record, pattern):
     source, shape, parts = _source(first, weight, pattern)
     rec = None if recurrent_weight is None else recurrent_weight.detach()
     like = first if pattern is None else weight
+    uniform = uniform.result() if isinstance(uniform, Future) else uniform
     saved = _run_forward(source, shape, like, params, uniform, rec, parts, False, record)
     return saved.spikes, saved.membrane

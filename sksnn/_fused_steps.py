@@ -13,7 +13,6 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from ._sparse import binary_matmul_t
 from .spike import sample_spikes
 from .surrogates import Matched, Sigmoid, SigmoidNoise
 
@@ -129,12 +128,14 @@ def simulate(
     sigmoid: Tensor | None = None,
     membrane: Tensor | None = None,
     pre_reset: Tensor | None = None,
+    recurrent: bool = True,
 ) -> None:
     """Steps ``start:stop`` of the forward loop for some rows of the batch.
 
     ``spikes`` and ``uniform`` are indexed by step; ``drive`` and the optional outputs
     ``sigmoid``, ``membrane``, ``pre_reset`` by step - start. With ``sample`` the spikes are
-    drawn and written, otherwise read (the backward pass recomputing a block). Every value is
+    drawn and written, otherwise read (the backward pass recomputing a block); without
+    ``recurrent`` the recurrent currents are taken to be in ``drive`` already. Every value is
     computed by the same elementwise operation as in ``lif_reference``, or by one that is exact
     on 0/1 spikes, so spikes and membranes are bit-identical to it.
     """
@@ -178,7 +179,7 @@ def simulate(
         elif params.reset == "subtract":
             u_next.sub_(s, alpha=theta)
         torch.add(drive[j], i, alpha=params.alpha_syn, out=i)
-        if state.rec is not None:
+        if recurrent and state.rec is not None:
             i.add_(torch.mm(s, state.recurrent_t, out=state.rec))
         state.spare = u
         u = u_next
@@ -271,10 +272,13 @@ def backward_rows(
         if consume is not None:
             consume(part, rows, start, stop, gp)
         if need_rec and recurrent_weight is not None:
-            # gV = sum_n gI[n+1]^T S[n]; S is binary.
-            block_spikes = spikes[start:stop].reshape(-1, n_units)
-            g_v = binary_matmul_t(block_spikes, gp.reshape(-1, n_units)).t()
-            grad_rec = g_v if grad_rec is None else grad_rec.add_(g_v)
+            # gV = sum_n gI[n+1]^T S[n], one product per block
+            g_flat = gp.reshape(-1, n_units).t()
+            s_flat = spikes[start:stop].reshape(-1, n_units)
+            if grad_rec is None:
+                grad_rec = g_flat @ s_flat
+            else:
+                grad_rec.addmm_(g_flat, s_flat)
     return grad_rec
 
 
@@ -282,7 +286,7 @@ def _block_history(
     saved, source, state, buffers, part, rows, k, start, stop, params, beta
 ) -> Saved:
     """What the adjoint needs for steps ``start:stop``: views of the saved histories, or
-    recomputed from the block's checkpoint (same operations, so the same values)."""
+    recomputed from the block's checkpoint by the forward pass's operations."""
     if not source.checkpointed:
         return Saved(
             spikes=saved.spikes,
@@ -303,9 +307,17 @@ def _block_history(
     )
     state.u.copy_(saved.checkpoints[k, 0, rows])
     state.i.copy_(saved.checkpoints[k, 1, rows])
+    drive = source.block(part, rows, start, stop)
+    if state.rec is not None:
+        # The spikes are known: the block's recurrent currents S[n] V^T in one product
+        # instead of one per step. (Rounded differently from the forward pass, so the
+        # recomputed membranes may differ from it in the last bit; the spikes are not redrawn.)
+        n_units = drive.shape[-1]
+        block_spikes = saved.spikes[start:stop, rows].reshape(-1, n_units)
+        drive.view(-1, n_units).addmm_(block_spikes, state.recurrent_t)
     simulate(
         state,
-        source.block(part, rows, start, stop),
+        drive,
         start,
         stop,
         params,
@@ -316,6 +328,7 @@ def _block_history(
         sigmoid=hist.sigmoid,
         membrane=hist.membrane,
         pre_reset=hist.pre_reset,
+        recurrent=False,
     )
     return hist
 

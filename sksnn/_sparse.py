@@ -34,11 +34,21 @@ __all__ = [
 ]
 
 # Cut-over between the event-driven and the dense product, measured with
-# benchmarks/bench_sparse.py on a 2-core Xeon (AVX-512, MKL, 2 threads): for a 25600 x 700
-# binary input and 256 outputs (forward + weight gradient), the index-based path is faster
-# below about 15 % density; for 128 outputs about 10 %. Narrow outputs (the readout) gain
-# nothing: the scan for indices then costs about as much as the dense product.
-SPARSE_MAX_DENSITY = 0.1
+# benchmarks/bench_sparse.py (2-core Xeon, AVX-512, MKL, torch's 2 threads; 25600 rows =
+# 100 steps x 256 samples; forward + backward, ms, event-driven / dense):
+#
+#   700 inputs -> 256 outputs:  0.5 %: 31/97   1 %: 45/92   2 %: 68/95   5 %: 146/100
+#   700 inputs -> 128 outputs:  0.5 %: 28/50   1 %: 38/54   2 %: 61/49
+#   700 inputs ->  64 outputs:  0.5 %: 26/31   1 %: 37/32
+#   256 hidden -> 256 outputs:  2 %: 46/70     5 %: 72/68   10 %: 101/53
+#   256 hidden -> 512 outputs:  5 %: 96/115    10 %: 132/95
+#   (20 outputs: the dense product always wins.)
+#
+# The event-driven cost grows with the active entries times the width, the dense one with
+# rows x inputs x width, and the scan for active entries is a fixed cost: the break-even
+# density is about 3.5 % at 256 outputs or more and falls roughly in proportion to the
+# width below that.
+SPARSE_MAX_DENSITY = 0.035
 SPARSE_MIN_WIDTH = 64
 # Elements per chunk when scanning for active entries (a 4 MiB bool mask at most).
 _SCAN_ELEMENTS = 1 << 22
@@ -192,8 +202,14 @@ def _offsets(counts: Tensor) -> Tensor:
 
 
 def prefer_sparse(density: float, width: int) -> bool:
-    """Whether the event-driven product beats the dense one at this density and output width."""
-    return width >= SPARSE_MIN_WIDTH and density <= SPARSE_MAX_DENSITY
+    """Whether the event-driven product beats the dense one at this density and output width.
+
+    ``SPARSE_MAX_DENSITY`` at 256 outputs or more, proportionally less for narrower outputs,
+    never below ``SPARSE_MIN_WIDTH`` outputs (see the measurements above).
+    """
+    if width < SPARSE_MIN_WIDTH:
+        return False
+    return density <= SPARSE_MAX_DENSITY * min(1.0, width / 256)
 
 
 def _sampled_density(x: Tensor) -> float:

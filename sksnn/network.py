@@ -213,8 +213,9 @@ class SpikingNetwork(nn.Module):
             drive = project(h, weight)
             uniform = pending.result() if pending is not None else None
             return self._run_layer(index, drive, noise, record, uniform)
-        # Sparse 0/1 input: the projection runs inside the fused layer, block by block.
-        uniform = pending.result() if pending is not None else None
+        # Sparse 0/1 input: the projection runs inside the fused layer, block by block; the
+        # layer waits for the prefetched noise only after preparing the input pattern.
+        uniform = pending
         if self.lif.stochastic and uniform is None:
             if noise is None:
                 raise ValueError("A stochastic network (temperature > 0) needs a noise source.")

@@ -238,15 +238,28 @@ def test_no_graph_is_kept_per_step():
 
 
 @pytest.mark.parametrize(
-    ("x_shape", "recurrent", "hidden"),
-    [((16, 40, 30), True, (24, 20)), ((16, 10), False, (32,))],
+    ("x_shape", "density", "recurrent", "hidden", "projected"),
+    [
+        ((16, 40, 30), 0.05, True, (24, 20), 0),  # narrow layers: dense projections
+        ((16, 40, 60), 0.01, True, (128, 64), 1),  # sparse input: projection in the layer
+        ((16, 10), None, False, (32,), 0),  # 2-D current input
+    ],
 )
-def test_network_engines_agree(x_shape, recurrent, hidden):
-    """Whole networks (3-D sparse spikes through the event-driven projection, or 2-D current
-    input): same readout and same parameter gradients from both engines."""
+def test_network_engines_agree(monkeypatch, x_shape, density, recurrent, hidden, projected):
+    """Whole networks: same spikes, readout and parameter gradients from both engines, and
+    the fused engine takes the projected (event-driven) path where the input is sparse."""
+    import sksnn.network
+
+    calls = []
+    original = sksnn.network.lif_fused_projected
+    monkeypatch.setattr(
+        sksnn.network,
+        "lif_fused_projected",
+        lambda *a, **k: calls.append(1) or original(*a, **k),
+    )
     g = torch.Generator().manual_seed(0)
-    if len(x_shape) == 3:
-        x = (torch.rand(x_shape, generator=g) < 0.05).float()
+    if density is not None:
+        x = (torch.rand(x_shape, generator=g) < density).float()
     else:
         x = torch.randn(x_shape, generator=g)
     y = torch.randint(0, 3, (x_shape[0],), generator=g)
@@ -259,9 +272,11 @@ def test_network_engines_agree(x_shape, recurrent, hidden):
         loss = torch.nn.functional.cross_entropy(reduce_readout(out.output, "max"), y)
         grads = torch.autograd.grad(loss, list(net.parameters()))
         results.append((out, grads))
+    assert len(calls) == projected
     (out_r, g_r), (out_f, g_f) = results
     for s_r, s_f in zip(out_r.spikes, out_f.spikes, strict=True):
         assert torch.equal(s_r, s_f)
+    assert out_r.spikes[-1].sum() > 0
     torch.testing.assert_close(out_f.output, out_r.output, rtol=1e-5, atol=1e-5)
     for a, b in zip(g_f, g_r, strict=True):
         torch.testing.assert_close(a, b, rtol=RTOL32, atol=RTOL32 * max(b.abs().max(), 1e-6))

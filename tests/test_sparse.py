@@ -28,7 +28,7 @@ def test_projection_and_gradients_match_dense(density):
     x = _spikes((300, 50), density).requires_grad_()
     w = torch.randn(96, 50, generator=torch.Generator().manual_seed(1), requires_grad=True)
     g = torch.randn(300, 96, generator=torch.Generator().manual_seed(2))
-    pattern = binary_pattern(x, 96, known_binary=True)
+    pattern = binary_pattern(x, None, known_binary=True)
     assert pattern is not None and pattern.nnz == int(x.detach().sum())
     out = binary_linear(x, w, pattern)
     gx, gw = torch.autograd.grad(out, [x, w], g)
@@ -42,15 +42,15 @@ def test_projection_and_gradients_match_dense(density):
 def test_weight_gradient_without_input_gradient():
     x = _spikes((200, 40), 0.03)
     w = torch.randn(80, 40, requires_grad=True)
-    pattern = binary_pattern(x, 80)
+    pattern = binary_pattern(x, None)
     (gw,) = torch.autograd.grad(binary_linear(x, w, pattern).sum(), [w])
     torch.testing.assert_close(gw, torch.ones(200, 80).T @ x, **TOL)
 
 
 def test_numpy_and_torch_index_paths_agree():
     x = _spikes((120, 70), 0.04)
-    rows_np, cols_np = _sparse._active_numpy(x, 128, False)
-    rows_t, cols_t = _sparse._active_torch(x, 128, False)
+    rows_np, cols_np = _sparse._active_numpy(x, None, False)
+    rows_t, cols_t = _sparse._active_torch(x, None, False)
     assert torch.equal(rows_np, rows_t) and torch.equal(cols_np, cols_t)
     assert torch.equal(x[rows_np, cols_np], torch.ones(len(rows_np)))
     assert int(x.sum()) == len(rows_np)
@@ -60,24 +60,30 @@ def test_numpy_and_torch_index_paths_agree():
 def test_real_valued_or_dense_input_is_refused(finder):
     x = _spikes((100, 50), 0.03)
     real = x * 0.5  # sparse but not binary: a current, not spikes
-    assert finder(real, 128, known_binary=False) is None
-    assert finder(_spikes((100, 50), 0.5), 128, known_binary=True) is None
-    assert finder(x, 128, known_binary=False) is not None
+    assert finder(real, None, known_binary=False) is None
+    assert finder(_spikes((100, 50), 0.5), 256, known_binary=True) is None
+    assert finder(x, None, known_binary=False) is not None
 
 
 def test_binary_pattern_decides_by_density_and_width():
-    sparse = _spikes((2000, 64), 0.02)
+    sparse = _spikes((4000, 64), 0.01)
     assert binary_pattern(sparse, 256) is not None
     assert binary_pattern(sparse, SPARSE_MIN_WIDTH - 1) is None  # narrow output: dense
-    assert binary_pattern(_spikes((2000, 64), 0.4), 256) is None
-    assert binary_pattern(sparse * 0.5, 256) is None
+    assert binary_pattern(_spikes((4000, 64), 0.4), 256) is None
+    assert binary_pattern(sparse * 0.5, 256) is None  # not 0/1
     assert binary_pattern(torch.zeros(0, 64), 256) is None
+    # 2.5 %: below the cut-over at 256 outputs, above it at 64 (it scales with the width)
+    middle = _spikes((4000, 64), 0.025)
+    assert binary_pattern(middle, 256) is not None and binary_pattern(middle, 64) is None
 
 
 def test_prefer_sparse_cut_over():
     assert prefer_sparse(SPARSE_MAX_DENSITY / 2, 256)
+    assert prefer_sparse(SPARSE_MAX_DENSITY, 1024)
     assert not prefer_sparse(SPARSE_MAX_DENSITY * 2, 256)
-    assert not prefer_sparse(0.001, SPARSE_MIN_WIDTH // 2)
+    assert not prefer_sparse(SPARSE_MAX_DENSITY * 0.75, 128)
+    assert prefer_sparse(SPARSE_MAX_DENSITY * 0.4, 128)
+    assert not prefer_sparse(0.0001, SPARSE_MIN_WIDTH // 2)
 
 
 def test_all_zero_input():
@@ -101,19 +107,21 @@ def test_binary_matmul_t(density):
 def test_project_layouts_and_paths(layout):
     """project() gives x @ W.T per step for every input layout, sparse or dense."""
     g = torch.Generator().manual_seed(4)
-    n_steps, n_samples, n_in, n_out = 12, 10, 40, 96
+    n_steps, n_samples, n_in, n_out = 12, 10, 40, 256
     if layout == "time_major":
-        x = _spikes((n_steps, n_samples, n_in), 0.03)
+        x = _spikes((n_steps, n_samples, n_in), 0.01)
     elif layout == "batch_major_view":
-        x = _spikes((n_samples, n_steps, n_in), 0.03).transpose(0, 1)
+        x = _spikes((n_samples, n_steps, n_in), 0.01).transpose(0, 1)
     else:
-        x = _spikes((n_samples, n_in), 0.03).unsqueeze(0).expand(n_steps, n_samples, n_in)
+        x = _spikes((n_samples, n_in), 0.01).unsqueeze(0).expand(n_steps, n_samples, n_in)
     w = torch.randn(n_out, n_in, generator=g, requires_grad=True)
     expected = torch.einsum("tbi,oi->tbo", x, w)
     grad = torch.randn(n_steps, n_samples, n_out, generator=g)
     (gw_expected,) = torch.autograd.grad(expected, [w], grad)
     for sparse in (False, True):
         out = project(x, w, sparse=sparse)
+        event_driven = "_BinaryLinearBackward" in _graph_names(out)
+        assert event_driven == (sparse and layout != "expanded")
         (gw,) = torch.autograd.grad(out, [w], grad)
         assert out.shape == (n_steps, n_samples, n_out)
         torch.testing.assert_close(out, expected, **TOL)
@@ -131,8 +139,8 @@ def _graph_names(t):
 
 
 def test_project_uses_the_event_driven_path_only_when_allowed_and_sparse():
-    w = torch.randn(128, 50, requires_grad=True)
-    sparse_x, dense_x = _spikes((20, 16, 50), 0.02), _spikes((20, 16, 50), 0.5)
+    w = torch.randn(256, 50, requires_grad=True)
+    sparse_x, dense_x = _spikes((20, 16, 50), 0.01), _spikes((20, 16, 50), 0.5)
     assert "_BinaryLinearBackward" in _graph_names(project(sparse_x, w, sparse=True))
     assert "_BinaryLinearBackward" not in _graph_names(project(sparse_x, w, sparse=False))
     assert "_BinaryLinearBackward" not in _graph_names(project(dense_x, w, sparse=True))
