@@ -25,9 +25,11 @@ __all__ = ["background", "loop_threads", "row_parts", "run_parts"]
 # every operation waits for the descheduled worker at its barrier and the loop runs many times
 # slower (measured: a W1 training step went from 0.3 s to 1-2 s on a loaded 2-core machine).
 _THREADED_LOOP_ELEMENTS = 1 << 18
-# Two halves of the batch on two threads when a step has at least this many elements (W1:
-# 256 x 256 per step; measured 1.6x faster for forward + backward on 2 cores).
-_SPLIT_ELEMENTS = 1 << 14
+# Two halves of the batch on two threads when a step has at least this many elements.
+# Measured on 2 cores (training steps, best of several): W1 (256 x 256 per step) 0.141 s split
+# vs 0.173 s not; W3 (200 x 128) 0.021 s split vs 0.019 s not, its halves being too small
+# to pay for the hand-overs between the threads.
+_SPLIT_ELEMENTS = 1 << 15
 # Rows are split where the element offset is a multiple of this (vector block of the
 # elementwise kernels: 2 x 16 float32 with AVX-512; 64 leaves room for wider ones).
 _SPLIT_ALIGN = 64

@@ -161,7 +161,7 @@ def test_membrane_only_gradient():
 
 def test_split_over_threads_is_bit_identical():
     """Two halves of the batch on two threads give exactly the single-thread results."""
-    shape = (20, 96, 200)  # 96 x 200 per step: above the split size; the split is at row 32
+    shape = (20, 96, 400)  # 96 x 400 per step: above the split size; the split is at row 48
     params = _params("zero", False, 0.1)
     previous = torch.get_num_threads()
     torch.set_num_threads(2)
@@ -176,7 +176,7 @@ def test_row_parts_keep_vector_blocks_aligned():
     previous = torch.get_num_threads()
     torch.set_num_threads(2)
     try:
-        for n_samples, n_units in [(256, 256), (70, 250), (1000, 17), (33, 1024)]:
+        for n_samples, n_units in [(256, 256), (140, 250), (2000, 17), (33, 1024)]:
             parts = _parallel.row_parts(n_samples, n_units, torch.device("cpu"))
             assert parts[0].start == 0 and parts[-1].stop == n_samples
             for a, b in itertools.pairwise(parts):
@@ -383,9 +383,9 @@ def test_projected_layer_split_over_threads():
     previous = torch.get_num_threads()
     torch.set_num_threads(2)
     try:
-        assert len(_parallel.row_parts(96, 200, torch.device("cpu"))) == 2
+        assert len(_parallel.row_parts(96, 400, torch.device("cpu"))) == 2
         (s_r, _, g_r), (s_f, _, g_f) = _projected_case(
-            params, True, True, True, True, (12, 96, 40, 200)
+            params, True, True, True, True, (12, 96, 40, 400)
         )
     finally:
         torch.set_num_threads(previous)
