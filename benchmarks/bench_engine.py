@@ -484,6 +484,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=0, help="0: torch's default")
     parser.add_argument("--no-epoch", action="store_true")
     parser.add_argument("--output", default=str(HERE / "results.md"))
+    parser.add_argument(
+        "--append", action="store_true", help="add the table to --output instead of replacing it"
+    )
     parser.add_argument("--profile", metavar="WORKLOAD")
     parser.add_argument("--predict", action="store_true")
     # child-process arguments
@@ -511,20 +514,6 @@ def main() -> None:
 _LIVE_MEMORY_ENV = {"MALLOC_MMAP_THRESHOLD_": "16384"}
 
 
-def _best_of_rounds(argv: list[str], rounds: int) -> dict | None:
-    """Run a step child ``rounds`` times (fresh processes); keep the round with the best step.
-
-    Other processes on a small machine slow some runs down several-fold; the best round is
-    the one least disturbed. Rounds of different variants are interleaved by the caller.
-    """
-    best = None
-    for _ in range(rounds):
-        r = _run_child(argv)
-        if r is not None and (best is None or r["step_min"] < best["step_min"]):
-            best = r
-    return best
-
-
 def _benchmark(args) -> None:
     env = _environment(args)
     print(env)
@@ -532,7 +521,6 @@ def _benchmark(args) -> None:
     common = ["--device", args.device, "--threads", str(args.threads)]
     common += ["--temperature", str(args.temperature)]
     rows = []
-    summary = []
     for name in args.workloads:
         w = WORKLOADS[name]
         steps: dict[str, dict | None] = {v: None for v in variants}
@@ -562,7 +550,9 @@ def _benchmark(args) -> None:
                 epoch_txt = f"({_fmt(step['step_min'] * n_epoch / w.batch, '.2f')})"
             else:
                 epoch_txt = _fmt(epoch["epoch"], ".2f") if epoch else "n/a"
-            live_mb = live[v]["step_peak_mb"] if live.get(v) else None
+            live_mb = None
+            if live.get(v):  # on a GPU, the device memory the step allocated
+                live_mb = live[v].get("cuda_step_peak_mb", live[v]["step_peak_mb"])
             rows.append(
                 [
                     name,
@@ -578,7 +568,6 @@ def _benchmark(args) -> None:
                 ]
             )
             print(" | ".join(rows[-1]), flush=True)
-            summary.append({"workload": name, "variant": v, "step": step, "live": live.get(v)})
     header = [
         "workload",
         "variant",
@@ -620,8 +609,14 @@ def _benchmark(args) -> None:
         "surrogate, one nn.Linear call per layer and step, as in its tutorials) is "
         "deterministic.\n\n" + table + "\n"
     )
-    Path(args.output).write_text(text)
-    Path(args.output).with_suffix(".json").write_text(json.dumps(summary, indent=1))
+    out = Path(args.output)
+    if args.append and out.exists():
+        text = (
+            out.read_text()
+            + f"\n## T = {args.temperature}, {', '.join(args.workloads)}\n\n{env}; at the end "
+            + f"{end_load:.2f}.\n\n{table}\n"
+        )
+    out.write_text(text)
     print(f"\nwrote {args.output}")
 
 

@@ -137,13 +137,13 @@ class StepPattern:
         batch_major: bool,
         parts: list[slice],
     ) -> None:
-        rows, cols = pattern.rows.numpy(), pattern.cols.numpy()
+        rows, cols = pattern.rows, pattern.cols
         if batch_major:
-            sample, step = np.divmod(rows, n_steps)
+            sample, step = rows // n_steps, rows % n_steps
         else:
-            step, sample = np.divmod(rows, n_samples)
+            step, sample = rows // n_samples, rows % n_samples
         # key = first row of the part + step * part size + sample within the part
-        key = np.zeros_like(rows)
+        key = torch.zeros_like(rows)
         self._parts = []  # (first row key, samples) per part
         base = 0
         for part in parts:
@@ -152,16 +152,21 @@ class StepPattern:
                 key = step * size + sample
             else:
                 inside = (sample >= part.start) & (sample < part.stop)
-                key += np.where(inside, base + step * size + (sample - part.start), 0)
+                key += torch.where(inside, base + step * size + (sample - part.start), 0)
             self._parts.append((base, size))
             base += n_steps * size
-        if np.all(key[1:] >= key[:-1]):
-            order = slice(None)  # time-major single part: already in order
-        else:
+        if key.numel() < 2 or bool((key[1:] >= key[:-1]).all()):
+            order = None  # time-major single part: already in order
+        elif key.device.type == "cpu":
             # NumPy sorts 16-bit keys stably by radix sort, in linear time (W1: 25600 rows).
-            order = np.argsort(key.astype(np.uint16) if base <= 1 << 16 else key, kind="stable")
-        self.keys = torch.from_numpy(key[order].astype(np.int32))
-        self.cols = torch.from_numpy(cols[order])
+            k = key.numpy()
+            order = torch.from_numpy(
+                np.argsort(k.astype(np.uint16) if base <= 1 << 16 else k, kind="stable")
+            )
+        else:
+            order = torch.sort(key, stable=True).indices
+        self.keys = key if order is None else key[order]
+        self.cols = cols if order is None else cols[order]
         self.offsets = _offsets(torch.bincount(self.keys, minlength=base))
         self.n_cols = pattern.n_cols
 
