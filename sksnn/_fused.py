@@ -39,10 +39,10 @@ from the same currents and uniform numbers both produce bit-identical spikes and
 the gradients agree to round-off (the tests check every reset mode, detach on/off, recurrent
 on/off, stochastic and deterministic, both modes).
 
-Samples are independent, so on a multi-core CPU the loop runs on two halves of the batch at
-once, one on a helper thread (torch operations release the GIL). Each half is split at a row
-boundary that keeps the elementwise kernels' vector blocks where they are in the whole batch,
-so splitting does not change a single bit.
+Each per-step operation runs on torch's intra-op threads. (Simulating two halves of the batch
+on two Python threads was tried and measured slower: the threads hand the GIL back and forth
+around every operation of a few microseconds. W1 training step, 2 cores: 0.11-0.12 s split
+against 0.09-0.10 s not.)
 """
 
 from __future__ import annotations
@@ -56,14 +56,13 @@ from torch import Tensor
 from ._fused_steps import (
     Saved,
     State,
-    backward_rows,
+    backward,
     block_length,
     blocks_of,
-    rows_of,
     sigmoid_beta,
     simulate,
+    steps_of,
 )
-from ._parallel import row_parts, run_parts
 from ._sparse import BinaryPattern, StepPattern
 
 __all__ = ["lif_fused", "lif_fused_projected"]
@@ -77,8 +76,8 @@ class _DenseSource:
     def __init__(self, drive: Tensor) -> None:
         self.drive = drive
 
-    def block(self, part: int, rows: slice, start: int, stop: int) -> Tensor:
-        return self.drive[start:stop, rows]
+    def block(self, start: int, stop: int) -> Tensor:
+        return self.drive[start:stop]
 
 
 class _PatternSource:
@@ -94,9 +93,9 @@ class _PatternSource:
         self.pattern = pattern
         self.weight_t = weight.detach().t().contiguous()
 
-    def block(self, part: int, rows: slice, start: int, stop: int) -> Tensor:
-        out = self.pattern.matmul(self.weight_t, part, start, stop)
-        return out.view(stop - start, rows.stop - rows.start, -1)
+    def block(self, start: int, stop: int) -> Tensor:
+        out = self.pattern.matmul(self.weight_t, start, stop)
+        return out.view(stop - start, self.pattern.n_samples, -1)
 
 
 def _run_forward(
@@ -106,7 +105,6 @@ def _run_forward(
     params,
     uniform: Tensor | None,
     recurrent_weight: Tensor | None,
-    parts: list[slice],
     for_backward: bool,
     record_membrane: bool,
 ) -> Saved:
@@ -128,30 +126,25 @@ def _run_forward(
     if for_backward and source.checkpointed:
         saved.checkpoints = like.new_empty(len(blocks), 2, n_samples, n_units)
 
-    def run(part: int, rows: slice) -> None:
-        state = State(like, (rows.stop - rows.start, n_units), recurrent_weight)
-        spikes = saved.spikes[:, rows]
-        noise = None if uniform is None else uniform[:, rows]
-        for k, (start, stop) in enumerate(blocks):
-            if saved.checkpoints is not None:
-                saved.checkpoints[k, 0, rows].copy_(state.u)
-                saved.checkpoints[k, 1, rows].copy_(state.i)
-            simulate(
-                state,
-                source.block(part, rows, start, stop),
-                start,
-                stop,
-                params,
-                beta,
-                spikes,
-                noise,
-                True,
-                sigmoid=rows_of(saved.sigmoid, start, stop, rows),
-                membrane=rows_of(saved.membrane, start, stop, rows),
-                pre_reset=rows_of(saved.pre_reset, start, stop, rows),
-            )
-
-    run_parts(run, parts, n_samples * n_units)
+    state = State(like, (n_samples, n_units), recurrent_weight)
+    for k, (start, stop) in enumerate(blocks):
+        if saved.checkpoints is not None:
+            saved.checkpoints[k, 0].copy_(state.u)
+            saved.checkpoints[k, 1].copy_(state.i)
+        simulate(
+            state,
+            source.block(start, stop),
+            start,
+            stop,
+            params,
+            beta,
+            saved.spikes,
+            uniform,
+            True,
+            sigmoid=steps_of(saved.sigmoid, start, stop),
+            membrane=steps_of(saved.membrane, start, stop),
+            pre_reset=steps_of(saved.pre_reset, start, stop),
+        )
     return saved
 
 
@@ -162,42 +155,30 @@ def _run_backward(
     grad_spikes: Tensor | None,
     grad_membrane: Tensor | None,
     params,
-    parts: list[slice],
     grad_drive: Tensor | None,
-    consume: Callable[[int, slice, int, int, Tensor], None] | None,
+    consume: Callable[[int, int, Tensor], None] | None,
     need_rec: bool,
 ) -> Tensor | None:
     """The adjoint loop; returns the recurrent weight's gradient.
 
-    ``dL/dP`` goes into ``grad_drive`` (dense source) or, block by block, to ``consume(part,
-    rows, start, stop, block)`` (pattern source), or both ways nowhere if not needed.
+    ``dL/dP`` goes into ``grad_drive`` (dense source) or, block by block, to ``consume(start,
+    stop, block)`` (pattern source), or both ways nowhere if not needed.
     """
-    spikes = saved.spikes
-    n_steps, n_samples, n_units = spikes.shape
+    n_steps, n_samples, n_units = saved.spikes.shape
     length = block_length(n_steps, n_samples, n_units, source.checkpointed)
-    blocks = blocks_of(n_steps, length)
-    grad_rec_parts: list[Tensor | None] = [None] * len(parts)
-
-    def run(part: int, rows: slice) -> None:
-        grad_rec_parts[part] = backward_rows(
-            saved,
-            source,
-            recurrent_weight,
-            grad_spikes,
-            grad_membrane,
-            params,
-            part,
-            rows,
-            blocks,
-            grad_drive,
-            consume,
-            need_rec,
-        )
-
-    run_parts(run, parts, n_samples * n_units)
-    if not need_rec or recurrent_weight is None:
-        return None
-    return sum(g for g in grad_rec_parts if g is not None)
+    grad_rec = backward(
+        saved,
+        source,
+        recurrent_weight,
+        grad_spikes,
+        grad_membrane,
+        params,
+        blocks_of(n_steps, length),
+        grad_drive,
+        consume,
+        need_rec,
+    )
+    return grad_rec if need_rec and recurrent_weight is not None else None
 
 
 class _FusedLIF(torch.autograd.Function):
@@ -210,14 +191,11 @@ class _FusedLIF(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, first, weight, recurrent_weight, uniform, params, record, pattern):  # type: ignore[override]
-        source, shape, parts = _source(first, weight, pattern)
+        source, shape = _source(first, weight, pattern)
         like = first if pattern is None else weight
         uniform = uniform.result() if isinstance(uniform, Future) else uniform
-        saved = _run_forward(
-            source, shape, like, params, uniform, recurrent_weight, parts, True, record
-        )
+        saved = _run_forward(source, shape, like, params, uniform, recurrent_weight, True, record)
         ctx.params = params
-        ctx.parts = parts
         # Dense mode needs only the drive's layout later; keeping it would keep it alive.
         ctx.source = source if pattern is not None else _DenseLayout(first)
         ctx.set_materialize_grads(False)
@@ -246,18 +224,18 @@ class _FusedLIF(torch.autograd.Function):
             grad_drive = source.empty_like_drive(spikes) if need_first else None
         else:
             grad_first = torch.empty_like(x) if need_first else None
-            weight_parts: list[Tensor | None] = [None] * len(ctx.parts)
+            grad_weight_t: list[Tensor] = []  # the running sum, once there is one
 
-            def consume(part: int, rows: slice, start: int, stop: int, gp: Tensor) -> None:
+            def consume(start: int, stop: int, gp: Tensor) -> None:
                 flat = gp.reshape(-1, gp.shape[-1])
                 if need_weight:
-                    g_w = source.pattern.t_matmul(flat, part, start, stop)
-                    prev = weight_parts[part]
-                    weight_parts[part] = g_w if prev is None else prev.add_(g_w)
+                    g_w = source.pattern.t_matmul(flat, start, stop)
+                    if grad_weight_t:
+                        grad_weight_t[0].add_(g_w)
+                    else:
+                        grad_weight_t.append(g_w)
                 if grad_first is not None:
-                    grad_first[start:stop, rows] = (flat @ weight).view(
-                        stop - start, rows.stop - rows.start, -1
-                    )
+                    grad_first[start:stop] = (flat @ weight).view(gp.shape[0], gp.shape[1], -1)
 
         grad_rec = _run_backward(
             saved,
@@ -266,7 +244,6 @@ class _FusedLIF(torch.autograd.Function):
             grad_spikes,
             grad_membrane,
             ctx.params,
-            ctx.parts,
             grad_drive,
             consume,
             need_rec,
@@ -274,7 +251,7 @@ class _FusedLIF(torch.autograd.Function):
         if not source.checkpointed:
             grad_first = grad_drive
         elif need_weight:
-            grad_weight = sum(g for g in weight_parts if g is not None).t()
+            grad_weight = grad_weight_t[0].t()
         return grad_first, grad_weight, grad_rec, None, None, None, None
 
 
@@ -301,15 +278,12 @@ def _is_batch_major(x: Tensor) -> bool:
 
 
 def _source(first: Tensor, weight: Tensor | None, pattern: BinaryPattern | None):
-    """The drive source, the layer's (n_steps, n_samples, n_units) and the batch parts."""
+    """The drive source and the layer's (n_steps, n_samples, n_units)."""
     if pattern is None:
-        shape = tuple(first.shape)
-        return _DenseSource(first), shape, row_parts(shape[1], shape[2], first.device)
+        return _DenseSource(first), tuple(first.shape)
     n_steps, n_samples = first.shape[:2]
-    shape = (n_steps, n_samples, weight.shape[0])
-    parts = row_parts(n_samples, shape[2], first.device)
-    step_pattern = StepPattern(pattern, n_steps, n_samples, _is_batch_major(first), parts)
-    return _PatternSource(step_pattern, weight), shape, parts
+    step_pattern = StepPattern(pattern, n_steps, n_samples, _is_batch_major(first))
+    return _PatternSource(step_pattern, weight), (n_steps, n_samples, weight.shape[0])
 
 
 def _needs_grad(*tensors: Tensor | None) -> bool:
@@ -376,9 +350,10 @@ def lif_fused_projected(
 
 
 def _no_grad(first, weight, recurrent_weight, uniform, params, record, pattern):
-    source, shape, parts = _source(first, weight, pattern)
+    source, shape = _source(first, weight, pattern)
     rec = None if recurrent_weight is None else recurrent_weight.detach()
     like = first if pattern is None else weight
     uniform = uniform.result() if isinstance(uniform, Future) else uniform
-    saved = _run_forward(source, shape, like, params, uniform, rec, parts, False, record)
+    with torch.no_grad():
+        saved = _run_forward(source, shape, like, params, uniform, rec, False, record)
     return saved.spikes, saved.membrane

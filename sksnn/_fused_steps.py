@@ -1,7 +1,7 @@
 """The per-step loops of the fused LIF engine (:mod:`sksnn._fused`) and their buffers.
 
 :func:`simulate` runs forward steps (sampling spikes, or recomputing a block with the spikes
-known); :func:`backward_rows` runs the adjoint over some rows of the batch, block by block.
+known); :func:`backward` runs the adjoint, block by block.
 The equations are in :mod:`sksnn._fused`.
 """
 
@@ -19,12 +19,12 @@ from .surrogates import Matched, Sigmoid, SigmoidNoise
 __all__ = [
     "Saved",
     "State",
-    "backward_rows",
+    "backward",
     "block_length",
     "blocks_of",
-    "rows_of",
     "sigmoid_beta",
     "simulate",
+    "steps_of",
 ]
 
 # Elements per block when the backward pass evaluates elementwise terms (surrogate derivative,
@@ -77,7 +77,7 @@ class Saved:
 
 
 class _Blocks:
-    """Block-sized buffers of one part of the batch, allocated once and reused per block."""
+    """Block-sized buffers, allocated once and reused for every block."""
 
     def __init__(self, like: Tensor, length: int, shape: tuple[int, int]) -> None:
         self.like, self.shape, self.length = like, shape, length
@@ -90,7 +90,7 @@ class _Blocks:
 
 
 class State:
-    """Membrane and current of one part of the batch, and scratch buffers for the loop."""
+    """Membrane and current of the batch, and scratch buffers for the loop."""
 
     def __init__(self, like: Tensor, shape: tuple[int, int], recurrent_weight) -> None:
         self.u = like.new_zeros(shape)
@@ -110,9 +110,9 @@ def block_length(n_steps: int, n_samples: int, n_units: int, checkpointed: bool)
     return max(1, _BLOCK_ELEMENTS // max(1, n_samples * n_units))
 
 
-def rows_of(t: Tensor | None, start: int, stop: int, rows: slice) -> Tensor | None:
-    """Steps ``start:stop`` and batch ``rows`` of a (n_steps, n_samples, n) tensor, or None."""
-    return None if t is None else t[start:stop, rows]
+def steps_of(t: Tensor | None, start: int, stop: int) -> Tensor | None:
+    """Steps ``start:stop`` of a (n_steps, n_samples, n) tensor, or None."""
+    return None if t is None else t[start:stop]
 
 
 def simulate(
@@ -130,7 +130,7 @@ def simulate(
     pre_reset: Tensor | None = None,
     recurrent: bool = True,
 ) -> None:
-    """Steps ``start:stop`` of the forward loop for some rows of the batch.
+    """Steps ``start:stop`` of the forward loop.
 
     ``spikes`` and ``uniform`` are indexed by step; ``drive`` and the optional outputs
     ``sigmoid``, ``membrane``, ``pre_reset`` by step - start. With ``sample`` the spikes are
@@ -186,22 +186,20 @@ def simulate(
     state.u = u
 
 
-def backward_rows(
+def backward(
     saved: Saved,
     source,
     recurrent_weight: Tensor | None,
     grad_spikes: Tensor | None,
     grad_membrane: Tensor | None,
     params,
-    part: int,
-    rows: slice,
     blocks: list[tuple[int, int]],
     grad_drive: Tensor | None,
     consume,
     need_rec: bool,
 ) -> Tensor | None:
-    """The adjoint over some rows of the batch, block by block from the last step."""
-    spikes = saved.spikes[:, rows]
+    """The adjoint, block by block from the last step; returns the recurrent weight's gradient."""
+    spikes = saved.spikes
     n_steps, n_samples, n_units = spikes.shape
     shape = (n_samples, n_units)
     a_mem, a_syn, theta = params.alpha_mem, params.alpha_syn, params.threshold
@@ -222,20 +220,18 @@ def backward_rows(
     buffers = _Blocks(spikes, blocks[0][1] - blocks[0][0], shape)
     for k in reversed(range(len(blocks))):
         start, stop = blocks[k]
-        hist = _block_history(
-            saved, source, state, buffers, part, rows, k, start, stop, params, beta
-        )
+        hist = _block_history(saved, source, state, buffers, k, start, stop, params, beta)
         out = buffers.get("e", stop - start)
         if gs_known:
             # e[n] = D[n] dL/dS[n], the whole source term of the gU recursion.
             e = None
             if grad_spikes is not None:
-                e = _surrogate_times(hist, grad_spikes[start:stop, rows], params, beta, out)
+                e = _surrogate_times(hist, grad_spikes[start:stop], params, beta, out)
         else:
             d = _surrogate_times(hist, None, params, beta, out)
         # gp[n - start] = dL/dP[n] / (1 - a) = gI[n + 1] / (1 - a)
         if grad_drive is not None:
-            gp = grad_drive[start:stop, rows]
+            gp = grad_drive[start:stop]
         else:
             gp = buffers.get("gp", stop - start)
         gp[-1].copy_(carry)
@@ -247,7 +243,7 @@ def backward_rows(
                 source_term = e[j] if e is not None else zero
             else:
                 if grad_spikes is not None:
-                    gs.copy_(grad_spikes[n, rows])
+                    gs.copy_(grad_spikes[n])
                 else:
                     gs.zero_()
                 if recurrent_weight is not None and n < n_steps - 1:
@@ -259,7 +255,7 @@ def backward_rows(
                         gs.add_(gu, alpha=-theta)
                 source_term = gs.mul_(d[j])
             if grad_membrane is not None:
-                source_term = torch.add(source_term, grad_membrane[n, rows], out=src)
+                source_term = torch.add(source_term, grad_membrane[n], out=src)
             if zero_reset:
                 # r[n] gU[n+1] = gU[n+1] (1 - S[n]), exact, in one operation
                 gr = torch.addcmul(gu, gu, spikes[n], value=-1.0, out=ga)
@@ -270,7 +266,7 @@ def backward_rows(
             gu, gu_new = gu_new, gu
         gp.mul_(c_syn)
         if consume is not None:
-            consume(part, rows, start, stop, gp)
+            consume(start, stop, gp)
         if need_rec and recurrent_weight is not None:
             # gV = sum_n gI[n+1]^T S[n], one product per block
             g_flat = gp.reshape(-1, n_units).t()
@@ -282,17 +278,15 @@ def backward_rows(
     return grad_rec
 
 
-def _block_history(
-    saved, source, state, buffers, part, rows, k, start, stop, params, beta
-) -> Saved:
+def _block_history(saved, source, state, buffers, k, start, stop, params, beta) -> Saved:
     """What the adjoint needs for steps ``start:stop``: views of the saved histories, or
     recomputed from the block's checkpoint by the forward pass's operations."""
     if not source.checkpointed:
         return Saved(
             spikes=saved.spikes,
-            membrane=rows_of(saved.membrane, start, stop, rows),
-            sigmoid=rows_of(saved.sigmoid, start, stop, rows),
-            pre_reset=rows_of(saved.pre_reset, start, stop, rows),
+            membrane=steps_of(saved.membrane, start, stop),
+            sigmoid=steps_of(saved.sigmoid, start, stop),
+            pre_reset=steps_of(saved.pre_reset, start, stop),
         )
     steps = stop - start
     hist = Saved(
@@ -305,15 +299,15 @@ def _block_history(
             else None
         ),
     )
-    state.u.copy_(saved.checkpoints[k, 0, rows])
-    state.i.copy_(saved.checkpoints[k, 1, rows])
-    drive = source.block(part, rows, start, stop)
+    state.u.copy_(saved.checkpoints[k, 0])
+    state.i.copy_(saved.checkpoints[k, 1])
+    drive = source.block(start, stop)
     if state.rec is not None:
         # The spikes are known: the block's recurrent currents S[n] V^T in one product
         # instead of one per step. (Rounded differently from the forward pass, so the
         # recomputed membranes may differ from it in the last bit; the spikes are not redrawn.)
         n_units = drive.shape[-1]
-        block_spikes = saved.spikes[start:stop, rows].reshape(-1, n_units)
+        block_spikes = saved.spikes[start:stop].reshape(-1, n_units)
         drive.view(-1, n_units).addmm_(block_spikes, state.recurrent_t)
     simulate(
         state,
@@ -322,7 +316,7 @@ def _block_history(
         stop,
         params,
         beta,
-        saved.spikes[:, rows],
+        saved.spikes,
         None,
         False,
         sigmoid=hist.sigmoid,

