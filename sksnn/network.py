@@ -296,6 +296,12 @@ class SpikingNetwork(nn.Module):
         """Draw ``weight`` so the free potential it drives from ``inputs`` has std ``sigma``."""
         filtered = leaky_readout(inputs.contiguous(), self.lif.alpha_syn, self.lif.alpha_mem)
         power = filtered.double().pow(2).sum(dim=-1).mean().item()
+        if not math.isfinite(power):
+            # float32 overflow in the filtered inputs: training would only produce NaNs
+            raise ValueError(
+                "The input values are too large for float32 simulation (their filtered "
+                "amplitude overflows); scale the features first, e.g. with StandardScaler."
+            )
         n_in = weight.shape[1]
         scale = sigma / math.sqrt(power) if power > 1e-12 else 1.0 / math.sqrt(n_in)
         noise = torch.randn(weight.shape, generator=generator, device=generator.device)

@@ -204,6 +204,17 @@ def test_bad_input_matrix_summary(capsys):
 # ------------------------------------------------------------------------------------------
 # 2. Divergence
 # ------------------------------------------------------------------------------------------
+def test_inputs_whose_filtered_amplitude_overflows_float32_are_refused():
+    # 3e38 is a finite float32, but 50 steps of it summed by the membrane filter are not: the
+    # simulation could only produce inf/NaN, so fit must refuse before training.
+    X = np.full((20, 50, 3), 3e38, dtype=np.float32)
+    y = np.arange(20) % 2
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # numpy's overflow in sklearn's check
+        with pytest.raises(ValueError, match="too large for float32"):
+            SpikingClassifier(max_iter=1, hidden_layer_sizes=(4,)).fit(X, y)
+
+
 def test_divergence_keeps_last_finite_weights_and_can_continue():
     rng = np.random.RandomState(0)
     X, y = rng.randn(60, 5), np.arange(60) % 3
