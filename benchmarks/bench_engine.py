@@ -9,7 +9,11 @@ Workloads (issue 3):
 
 Variants:
 
-* ``fused``: ``engine="fused"`` (fused LIF kernel, event-driven projections where they pay).
+* ``fused``: ``engine="fused"`` (fused LIF kernel, event-driven projections where they pay),
+  run as ``fit`` runs it: the active entries of 3-D spike input are indexed once per fit
+  (``sksnn._training.input_events``, outside the timed step) and gathered per batch (inside).
+* ``fused-scan``: the same, but each step scans its dense spike batch for the active entries
+  (what a bare ``SpikingNetwork`` call on a dense tensor does). Same as ``fused`` for W3.
 * ``reference``: ``engine="reference"`` (plain autograd loop, dense projections).
 * ``dense``: the dense matrix products of the same network alone, forward and backward (input
   projection, hidden-to-hidden, recurrent products as one batched product, readout), with
@@ -55,7 +59,7 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 TEMPERATURE = 0.1  # set from --temperature in the child processes
-VARIANTS = ("fused", "reference", "dense", "snntorch")
+VARIANTS = ("fused", "fused-scan", "reference", "dense", "snntorch")
 
 
 @dataclass(frozen=True)
@@ -168,10 +172,11 @@ def _lif_parameters(temperature: float = 0.1):
     )
 
 
-def _sksnn_step(w: Workload, engine: str, x, y, device: str):
+def _sksnn_step(w: Workload, engine: str, x, y, device: str, events: bool = False):
     import torch
     import torch.nn.functional as F
 
+    from sksnn._training import input_events
     from sksnn.network import SpikingNetwork, reduce_readout
     from sksnn.noise import GeneratorNoise
 
@@ -189,9 +194,12 @@ def _sksnn_step(w: Workload, engine: str, x, y, device: str):
     net.to(device)
     opt = torch.optim.Adam(net.parameters(), lr=2e-3)
     noise = GeneratorNoise(3, device)
+    index = input_events(x, net) if events else None
+    samples = np.arange(x.shape[0])
 
     def step():
-        out = net(x, noise)
+        pattern = None if index is None else index.batch(samples)
+        out = net(x, noise, input_pattern=pattern)
         loss = F.cross_entropy(reduce_readout(out.output, "max"), y)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -312,7 +320,9 @@ def _child_step(w: Workload, variant: str, device: str, repeats: int) -> dict:
     x = torch.from_numpy(X).to(device)
     yt = torch.as_tensor(y).to(device)
     if variant in ("fused", "reference"):
-        step = _sksnn_step(w, variant, x, yt, device)
+        step = _sksnn_step(w, variant, x, yt, device, events=variant == "fused")
+    elif variant == "fused-scan":
+        step = _sksnn_step(w, "fused", x, yt, device)
     elif variant == "dense":
         step = _dense_step(w, x, device)
     else:
@@ -534,7 +544,7 @@ def _benchmark(args) -> None:
         for v in variants:
             argv = ["--child", "step", "--workload", name, "--variant", v, "--repeats", "1"]
             live[v] = _run_child([*argv, *common], env=_LIVE_MEMORY_ENV)
-            if not args.no_epoch and v != "dense" and steps[v] is not None:
+            if not args.no_epoch and v not in ("dense", "fused-scan") and steps[v] is not None:
                 epochs[v] = _run_child(
                     ["--child", "epoch", "--workload", name, "--variant", v, *common]
                 )
@@ -663,7 +673,7 @@ def _profile(w: Workload, args) -> None:
     if args.device == "cuda":
         activities.append(ProfilerActivity.CUDA)
     for engine in ("fused", "reference"):
-        step = _sksnn_step(w, engine, x, yt, args.device)
+        step = _sksnn_step(w, engine, x, yt, args.device, events=engine == "fused")
         for _ in range(2):
             step()
         with profile(activities=activities) as prof:

@@ -48,7 +48,6 @@ against 0.09-0.10 s not.)
 from __future__ import annotations
 
 from collections.abc import Callable
-from concurrent.futures import Future
 
 import torch
 from torch import Tensor
@@ -193,7 +192,6 @@ class _FusedLIF(torch.autograd.Function):
     def forward(ctx, first, weight, recurrent_weight, uniform, params, record, pattern):  # type: ignore[override]
         source, shape = _source(first, weight, pattern)
         like = first if pattern is None else weight
-        uniform = uniform.result() if isinstance(uniform, Future) else uniform
         saved = _run_forward(source, shape, like, params, uniform, recurrent_weight, True, record)
         ctx.params = params
         # Dense mode needs only the drive's layout later; keeping it would keep it alive.
@@ -277,12 +275,17 @@ def _is_batch_major(x: Tensor) -> bool:
     return x.shape[0] > 1 and not x.is_contiguous() and x.transpose(0, 1).is_contiguous()
 
 
-def _source(first: Tensor, weight: Tensor | None, pattern: BinaryPattern | None):
+def _source(first: Tensor, weight: Tensor | None, pattern: BinaryPattern | StepPattern | None):
     """The drive source and the layer's (n_steps, n_samples, n_units)."""
     if pattern is None:
         return _DenseSource(first), tuple(first.shape)
     n_steps, n_samples = first.shape[:2]
-    step_pattern = StepPattern(pattern, n_steps, n_samples, _is_batch_major(first))
+    if isinstance(pattern, StepPattern):
+        step_pattern = pattern
+    else:
+        step_pattern = StepPattern.from_pattern(
+            pattern, n_steps, n_samples, _is_batch_major(first)
+        )
     return _PatternSource(step_pattern, weight), (n_steps, n_samples, weight.shape[0])
 
 
@@ -314,7 +317,7 @@ def lif_fused(
 def lif_fused_projected(
     x: Tensor,
     weight: Tensor,
-    pattern: BinaryPattern,
+    pattern: BinaryPattern | StepPattern,
     params,
     uniform: Tensor | None = None,
     recurrent_weight: Tensor | None = None,
@@ -327,12 +330,11 @@ def lif_fused_projected(
     x : Tensor, shape (n_steps, n_samples, n_in)
         0/1 input (spikes); may be a transposed view of a batch-major tensor.
     weight : Tensor, shape (n_units, n_in)
-    pattern : BinaryPattern
-        Active entries of ``x`` as the 2-D matrix of its memory order (see
-        :class:`~sksnn._sparse.StepPattern`).
-    uniform : Tensor or Future of Tensor, optional
-        A future is waited for once the pattern is regrouped, so that drawing the numbers on
-        another thread overlaps with that.
+    pattern : BinaryPattern or StepPattern
+        Active entries of ``x``: as the 2-D matrix of its memory order, or already grouped by
+        step (:class:`~sksnn._sparse.StepPattern`).
+    uniform : Tensor, optional
+        Uniform numbers, shape (n_steps, n_samples, n_units), for a stochastic layer.
 
     The currents are computed a block of steps at a time and never stored; the backward pass
     recomputes each block from checkpoints. Gradients flow to ``x``, ``weight`` and
@@ -353,7 +355,6 @@ def _no_grad(first, weight, recurrent_weight, uniform, params, record, pattern):
     source, shape = _source(first, weight, pattern)
     rec = None if recurrent_weight is None else recurrent_weight.detach()
     like = first if pattern is None else weight
-    uniform = uniform.result() if isinstance(uniform, Future) else uniform
     with torch.no_grad():
         saved = _run_forward(source, shape, like, params, uniform, rec, False, record)
     return saved.spikes, saved.membrane

@@ -142,22 +142,31 @@ def simulate(
     n_steps = spikes.shape[0]
     theta, temperature = params.threshold, params.temperature
     reuse = _reuses_probability(params, beta)
+    # When recomputing, the sigmoid history is the membrane's, transformed after the loop by
+    # three operations on the whole block instead of three per step.
+    sigmoid_later = sigmoid is not None and not sample
     u, i, v = state.u, state.i, state.v
+    # Per-step views made once: indexing inside the loop costs a call per step and tensor.
+    step_spikes = spikes[start:stop].unbind(0)
+    step_drive = drive.unbind(0)
+    step_noise = None if uniform is None else uniform[start:stop].unbind(0)
     for n in range(start, stop):
         j = n - start
-        s = spikes[n]
+        s = step_spikes[j]
         if membrane is not None:
             membrane[j].copy_(u)
-        if sample and reuse:
+        if sigmoid_later:
+            sigmoid[j].copy_(u)
+        elif sample and reuse:
             # sample_spikes' own operations, keeping the probability.
             torch.sub(u, theta, out=v)
             p = torch.sigmoid(v.div_(temperature), out=state.p if sigmoid is None else sigmoid[j])
-            torch.lt(uniform[n], p, out=s)
+            torch.lt(step_noise[j], p, out=s)
         else:
             v_set = False
             if sample and params.stochastic:
                 torch.sub(u, theta, out=v)
-                sample_spikes(v, uniform[n], temperature, params.escape_noise, out=s)
+                sample_spikes(v, step_noise[j], temperature, params.escape_noise, out=s)
                 v_set = True
             elif sample:
                 # [U > theta] is [U - theta > 0] exactly (a difference of floats is 0 only
@@ -178,12 +187,16 @@ def simulate(
             u_next.addcmul_(u_next, s, value=-1.0)
         elif params.reset == "subtract":
             u_next.sub_(s, alpha=theta)
-        torch.add(drive[j], i, alpha=params.alpha_syn, out=i)
+        torch.add(step_drive[j], i, alpha=params.alpha_syn, out=i)
         if recurrent and state.rec is not None:
             i.add_(torch.mm(s, state.recurrent_t, out=state.rec))
         state.spare = u
         u = u_next
     state.u = u
+    if sigmoid_later:
+        # the per-step operations of the sampling path, elementwise: the same bits
+        block = sigmoid[: stop - start].sub_(theta)
+        torch.sigmoid(block.div_(temperature) if reuse else block.mul_(beta), out=block)
 
 
 def backward(

@@ -15,7 +15,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ._sparse import SampleEvents, binary_pattern
 from .exceptions import TrainingDivergedError
+from .lif import resolve_engine
 from .network import NetworkOutput, SpikingNetwork
 from .noise import NoiseSource
 
@@ -27,6 +29,7 @@ __all__ = [
     "available_memory",
     "batch_memory",
     "check_batch_fits",
+    "input_events",
     "restore",
     "snapshot",
     "train_epoch",
@@ -89,6 +92,22 @@ def restore(module: torch.nn.Module, optimizer: torch.optim.Optimizer, state: di
     optimizer.load_state_dict(state["optimizer"])
 
 
+def input_events(X: Tensor, module: SpikingNetwork) -> SampleEvents | None:
+    """The active entries of a 0/1 3-D training set, indexed once for all epochs, or None.
+
+    Only where the fused engine would take the event-driven path for it anyway (CPU; input
+    binary and sparse enough for the first hidden layer's width, see
+    :func:`sksnn._sparse.prefer_sparse`).
+    """
+    if X.ndim != 3 or X.device.type != "cpu" or resolve_engine(module.engine) == "reference":
+        return None
+    n_samples, n_steps, n_inputs = X.shape
+    pattern = binary_pattern(X.reshape(-1, n_inputs), module.weights[0].shape[0])
+    if pattern is None or pattern.nnz >= np.iinfo(np.int32).max:  # int32 offsets
+        return None
+    return SampleEvents(pattern, n_samples, n_steps)
+
+
 def train_epoch(
     module: SpikingNetwork,
     optimizer: torch.optim.Optimizer,
@@ -103,6 +122,7 @@ def train_epoch(
     alpha: float,
     activity_reg: float,
     on_batch: Callable[[float], None] | None = None,
+    events: SampleEvents | None = None,
 ) -> EpochResult:
     """One pass over ``X`` in mini-batches of ``batch_size`` in the given ``order``.
 
@@ -119,6 +139,9 @@ def train_epoch(
         Strength of :func:`activity_penalty`.
     on_batch : callable, optional
         Called with each batch's loss (progress reporting).
+    events : SampleEvents, optional
+        Active entries of a 0/1 3-D ``X``, indexed once per fit (:func:`input_events`); each
+        batch's are gathered from it instead of scanned.
 
     Raises
     ------
@@ -133,7 +156,8 @@ def train_epoch(
     for begin in range(0, n_samples, batch_size):
         idx = torch.as_tensor(order[begin : begin + batch_size], device=X.device)
         n_batch = idx.shape[0]
-        out = module(X[idx], noise)
+        pattern = None if events is None else events.batch(order[begin : begin + batch_size])
+        out = module(X[idx], noise, input_pattern=pattern)
         per_sample = loss_fn(out, y[idx])
         if activity_reg > 0:
             per_sample = per_sample + activity_reg * activity_penalty(out.spikes)

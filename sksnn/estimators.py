@@ -28,6 +28,7 @@ from ._training import (
     EpochResult,
     batch_memory,
     check_batch_fits,
+    input_events,
     restore,
     snapshot,
     train_epoch,
@@ -410,6 +411,7 @@ class _BaseSpiking(BaseEstimator):
 
         y_t = torch.as_tensor(y_enc, device=device)
         X_t = torch.from_numpy(np.ascontiguousarray(X)).to(device)
+        events = input_events(X_t, self.module_)
         sw_t = torch.as_tensor(sw / sw.mean(), dtype=torch.float32, device=device)
 
         n_epochs = 1 if incremental else self.max_iter
@@ -434,6 +436,7 @@ class _BaseSpiking(BaseEstimator):
                     alpha=self.alpha,
                     activity_reg=self.activity_reg,
                     on_batch=None if reporter is None else reporter.batch,
+                    events=events,
                 )
             except TrainingDivergedError:
                 restore(self.module_, self._optimizer, good)

@@ -9,7 +9,6 @@ about time loops stays in here and in :mod:`sksnn.lif`.
 from __future__ import annotations
 
 import math
-from concurrent.futures import Future
 from dataclasses import dataclass
 from itertools import pairwise
 
@@ -17,11 +16,10 @@ import torch
 from torch import Tensor, nn
 
 from ._fused import lif_fused_projected
-from ._parallel import background
-from ._sparse import BinaryPattern, binary_linear, binary_pattern
+from ._sparse import BinaryPattern, StepPattern, binary_linear, binary_pattern
 from .encoding import ENCODINGS, encode
 from .lif import LIFParameters, leaky_readout, lif_layer, resolve_engine
-from .noise import GeneratorNoise, NoiseSource
+from .noise import NoiseSource
 
 __all__ = ["READOUTS", "NetworkOutput", "SpikingNetwork", "project", "reduce_readout"]
 
@@ -205,18 +203,16 @@ class SpikingNetwork(nn.Module):
         record: bool,
         fast: bool,
         binary: bool,
-        pending: Future | None,
+        pattern: BinaryPattern | StepPattern | None = None,
     ) -> tuple[Tensor, Tensor | None]:
         """Project the layer input ``h`` and run hidden layer ``index``."""
-        pattern = _input_pattern(h, weight, binary) if fast else None
+        if pattern is None and fast:
+            pattern = _input_pattern(h, weight, binary)
         if pattern is None:
-            drive = project(h, weight)
-            uniform = pending.result() if pending is not None else None
-            return self._run_layer(index, drive, noise, record, uniform)
-        # Sparse 0/1 input: the projection runs inside the fused layer, block by block; the
-        # layer waits for the prefetched noise only after preparing the input pattern.
-        uniform = pending
-        if self.lif.stochastic and uniform is None:
+            return self._run_layer(index, project(h, weight), noise, record)
+        # Sparse 0/1 input: the projection runs inside the fused layer, block by block.
+        uniform = None
+        if self.lif.stochastic:
             if noise is None:
                 raise ValueError("A stochastic network (temperature > 0) needs a noise source.")
             shape = (h.shape[0], h.shape[1], weight.shape[0])
@@ -225,7 +221,11 @@ class SpikingNetwork(nn.Module):
         return lif_fused_projected(h, weight, pattern, self.lif, uniform, recurrent_weight, record)
 
     def forward(
-        self, x: Tensor, noise: NoiseSource | None = None, record_membrane: bool = False
+        self,
+        x: Tensor,
+        noise: NoiseSource | None = None,
+        record_membrane: bool = False,
+        input_pattern: StepPattern | None = None,
     ) -> NetworkOutput:
         """Simulate the network on a batch.
 
@@ -235,27 +235,33 @@ class SpikingNetwork(nn.Module):
         noise : NoiseSource, optional
             Uniform numbers for rate encoding and stochastic spikes.
         record_membrane : bool, default=False
+        input_pattern : StepPattern, optional
+            The active entries of a 0/1 3-D ``x``, grouped by step, when the caller has them
+            (:meth:`sksnn._sparse.SampleEvents.batch`): the fused engine then skips scanning
+            ``x``. Ignored by the reference engine.
         """
+        if input_pattern is not None and (
+            x.ndim != 3
+            or input_pattern.n_samples != x.shape[0]
+            or input_pattern.n_rows != x.shape[0] * x.shape[1]
+        ):
+            raise ValueError("input_pattern does not describe x (3-D input, same shape).")
         h = self.encode(x, noise)
         # The reference engine stays plain autograd throughout, projections included.
         fast = resolve_engine(self.engine) != "reference"
         binary = x.ndim == 2 and self.encoding in ("rate", "latency")
-        # Drawing a layer's uniform numbers is a serial loop of its own (a third of a W1
-        # training step); on another thread it overlaps with the input projection. The draws
-        # keep their order, so the numbers are the same as drawn in line.
-        prefetch = (
-            fast
-            and self.lif.stochastic
-            and type(noise) is GeneratorNoise
-            and torch.get_num_threads() > 1
-        )
         spikes, membranes = [], []
         for index, weight in enumerate(self.weights):
-            pending = None
-            if prefetch:
-                shape = (h.shape[0], h.shape[1], weight.shape[0])
-                pending = background(noise.uniform, index + 1, shape, h.device)
-            h, u = self._layer(index, h, weight, noise, record_membrane, fast, binary, pending)
+            h, u = self._layer(
+                index,
+                h,
+                weight,
+                noise,
+                record_membrane,
+                fast,
+                binary,
+                input_pattern if index == 0 else None,
+            )
             spikes.append(h)
             membranes.append(u)
             binary = True

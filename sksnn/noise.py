@@ -15,6 +15,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ._parallel import map_threads
+
 __all__ = ["CounterNoise", "GeneratorNoise", "NoiseSource", "sample_keys"]
 
 _MASK32 = 0xFFFFFFFF
@@ -62,27 +64,68 @@ class NoiseSource:
         raise NotImplementedError
 
 
+# Below this many numbers a draw runs on one thread (the hand-over costs more than it saves).
+_PARALLEL_DRAW = 1 << 18
+
+
+def _draw_uniform(generator: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
+    """``generator.random(shape, dtype=float32)``, drawn on all of torch's threads.
+
+    PCG64 can jump ahead: each thread fills its part of the array from a copy of the
+    generator advanced to where a serial draw would be at that part's first number, and the
+    generator ends where the serial draw would leave it. The numbers are the serial draw's, bit
+    for bit (tested), in about half the time on two cores (W1: 5.7 ms against 12.7 ms for a
+    layer's 6.5 M numbers).
+    """
+    out = np.empty(shape, dtype=np.float32)
+    flat = out.reshape(-1)
+    n_threads = torch.get_num_threads()
+    if flat.size < _PARALLEL_DRAW or n_threads < 2:
+        generator.random(out=out, dtype=np.float32)
+        return out
+    # A float32 takes 32 of the 64 bits of one PCG64 output; a half left over from an odd
+    # earlier draw is used first, so that every part starts on a whole output.
+    first = 0
+    if generator.bit_generator.state["has_uint32"]:
+        flat[0] = generator.random(dtype=np.float32)
+        first = 1
+    state = generator.bit_generator.state
+    size = (flat.size - first) // n_threads // 2 * 2  # even: whole outputs per part
+    bounds = [first + k * size for k in range(n_threads)] + [flat.size]
+    parts = []
+    for k in range(n_threads):
+        bits = np.random.PCG64()
+        bits.state = state
+        bits.advance(k * size // 2)
+        parts.append(np.random.Generator(bits))
+
+    def fill(k: int) -> None:
+        parts[k].random(out=flat[bounds[k] : bounds[k + 1]], dtype=np.float32)
+
+    map_threads(fill, n_threads)
+    generator.bit_generator.state = parts[-1].bit_generator.state
+    return out
+
+
 class GeneratorNoise(NoiseSource):
     """Uniform numbers from a seeded generator, in call order (training).
 
-    On the CPU the numbers come from NumPy's PCG64 (float32 draws), which is 1.7x faster than
-    torch's Mersenne Twister (measured: 10.9 ms against 18.2 ms for W1's 6.5 M numbers per
-    layer and step, a noticeable part of a training step); other devices use a torch generator
-    on the device.
+    On the CPU the numbers come from NumPy's PCG64 (float32 draws), 1.6x faster than torch's
+    Mersenne Twister on one thread and drawn on all of torch's threads (:func:`_draw_uniform`);
+    W1 draws 6.5 M numbers per layer and training step. Other devices use a torch generator on
+    the device.
     """
 
     def __init__(self, seed: int, device: torch.device | str = "cpu") -> None:
-        device = torch.device(device)
-        if device.type == "cpu":
+        if torch.device(device).type == "cpu":
             self.generator = np.random.Generator(np.random.PCG64(int(seed)))
         else:
-            self.generator = torch.Generator(device=device)
+            self.generator = torch.Generator(device=torch.device(device))
             self.generator.manual_seed(int(seed))
 
     def uniform(self, stream: int, shape: tuple[int, int, int], device: torch.device) -> Tensor:
         if isinstance(self.generator, np.random.Generator):
-            numbers = torch.from_numpy(self.generator.random(shape, dtype=np.float32))
-            return numbers.to(device)
+            return torch.from_numpy(_draw_uniform(self.generator, shape)).to(device)
         return torch.rand(shape, generator=self.generator, device=device)
 
 

@@ -2,6 +2,7 @@
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -82,6 +83,28 @@ def test_generator_noise_is_reproducible():
     a = GeneratorNoise(3).uniform(1, (2, 3, 4), torch.device("cpu"))
     b = GeneratorNoise(3).uniform(1, (2, 3, 4), torch.device("cpu"))
     assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("n_threads", [2, 3])
+def test_parallel_draws_are_the_serial_stream(n_threads):
+    """Drawing on several threads gives the serial draw's numbers bit for bit, and leaves the
+    generator where the serial draw would: after odd-sized draws too (a buffered half output)."""
+    from sksnn import noise
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(n_threads)
+    try:
+        serial = np.random.Generator(np.random.PCG64(11))
+        parallel = np.random.Generator(np.random.PCG64(11))
+        shapes = [(3, 1, 1), (70, 61, 67), (1, 1, 1), (64, 64, 65), (2, 2, 2)]
+        # two draws large enough to be split, one of them after an odd-sized draw
+        assert [math.prod(s) >= noise._PARALLEL_DRAW for s in shapes].count(True) == 2
+        for shape in shapes:
+            expected = serial.random(shape, dtype=np.float32)
+            assert np.array_equal(noise._draw_uniform(parallel, shape), expected), shape
+        assert np.array_equal(serial.random(5), parallel.random(5))
+    finally:
+        torch.set_num_threads(previous)
 
 
 def _lif_by_hand(drive, params):
