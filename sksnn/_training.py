@@ -192,8 +192,11 @@ def train_epoch(
 
 # Bytes kept alive per hidden unit and time step during one training batch, by LIF engine
 # (activations saved for the backward pass plus the working set), and per input unit and step
-# for a materialised input. Upper ends of what benchmarks/ measured; see `batch_memory`.
-_BYTES_PER_UNIT_STEP = {"reference": 64, "fused": 24}
+# for a materialised input. Measured with benchmarks/bench_engine.py (growth of the resident
+# set during a step, per hidden unit, step and sample): reference 23 (W1), 19 (W2), 20 (W3);
+# fused 11 (W1, event-driven input), 10 (W2), 16 (W3, dense drive). About 1.4x the largest,
+# so that the early check refuses only batches that would not fit.
+_BYTES_PER_UNIT_STEP = {"reference": 32, "fused": 24}
 _BYTES_PER_INPUT_STEP = 8
 
 
