@@ -194,3 +194,33 @@ def test_network_with_gathered_events_matches_scanning():
     assert all(torch.equal(a, b) for a, b in zip(g1, g2, strict=True))
     with pytest.raises(ValueError, match="input_pattern"):
         net(data[samples[:4]], GeneratorNoise(5), input_pattern=events.batch(samples))
+
+
+def test_fit_with_indexed_events_equals_fit_scanning_each_batch(monkeypatch):
+    """fit indexes sparse 3-D spike data once; the weights are those of scanning every batch."""
+    import warnings
+
+    from sksnn import SpikingClassifier, estimators
+
+    rng = np.random.default_rng(0)
+    X = (rng.random((60, 30, 150)) < 0.02).astype(np.float32)
+    y = rng.integers(0, 3, 60)
+    params = dict(hidden_layer_sizes=(256,), max_iter=2, batch_size=16, random_state=0)
+    indexed = []
+    real = estimators.input_events
+
+    def spy(X_t, module):
+        indexed.append(real(X_t, module))
+        return indexed[-1]
+
+    models = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # ConvergenceWarning after 2 epochs
+        monkeypatch.setattr(estimators, "input_events", spy)
+        models.append(SpikingClassifier(**params).fit(X, y))
+        monkeypatch.setattr(estimators, "input_events", lambda X_t, module: None)
+        models.append(SpikingClassifier(**params).fit(X, y))
+    assert indexed and indexed[0] is not None  # the first fit did use the index
+    for a, b in zip(models[0].module_.parameters(), models[1].module_.parameters(), strict=True):
+        assert torch.equal(a, b)
+    np.testing.assert_array_equal(models[0].predict_proba(X), models[1].predict_proba(X))
