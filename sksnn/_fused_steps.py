@@ -248,12 +248,16 @@ def backward(
         else:
             gp = buffers.get("gp", stop - start)
         gp[-1].copy_(carry)
+        # Per-step views made once per block (indexing in the loop is a call per step each).
+        gp_steps = gp.unbind(0)
+        spike_steps = spikes[start:stop].unbind(0)
+        e_steps = e.unbind(0) if gs_known and e is not None else None
         # U[0] = I[0] = 0 are constants: step 0 passes nothing further back.
         for n in range(stop - 1, max(start, 1) - 1, -1):
             j = n - start
-            gi = gp[j]
+            gi = gp_steps[j]
             if gs_known:
-                source_term = e[j] if e is not None else zero
+                source_term = e_steps[j] if e_steps is not None else zero
             else:
                 if grad_spikes is not None:
                     gs.copy_(grad_spikes[n])
@@ -271,11 +275,11 @@ def backward(
                 source_term = torch.add(source_term, grad_membrane[n], out=src)
             if zero_reset:
                 # r[n] gU[n+1] = gU[n+1] (1 - S[n]), exact, in one operation
-                gr = torch.addcmul(gu, gu, spikes[n], value=-1.0, out=ga)
+                gr = torch.addcmul(gu, gu, spike_steps[j], value=-1.0, out=ga)
             else:
                 gr = gu
             torch.add(source_term, gr, alpha=a_mem, out=gu_new)
-            torch.add(gr, gi, alpha=a_syn, out=gp[j - 1] if j > 0 else carry)
+            torch.add(gr, gi, alpha=a_syn, out=gp_steps[j - 1] if j > 0 else carry)
             gu, gu_new = gu_new, gu
         gp.mul_(c_syn)
         if consume is not None:
