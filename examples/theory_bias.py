@@ -15,8 +15,8 @@ Run from the repository root::
     python examples/theory_bias.py           # print the numbers, show the figure
     python examples/theory_bias.py --save    # ... and write docs/figures/theory_bias.png
 
-Needs matplotlib (``pip install "sksnn[plot]"``). Measured 3 to 7 minutes on a
-shared, busy two-core machine (15 enumerations of 2**21 patterns).
+Needs matplotlib (``pip install "sksnn[plot]"``). Measured 67 s on an otherwise idle
+two-core machine (15 enumerations of 2**21 patterns; 3 to 7 minutes on a busy one).
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ Run from the repository root::
     python examples/theory_temperature_sweep.py           # print, show the figure
     python examples/theory_temperature_sweep.py --save    # ... and write docs/figures/...png
 
-Needs matplotlib (``pip install "sksnn[plot]"``). Measured 5 minutes on a shared, busy
+Needs matplotlib (``pip install "sksnn[plot]"``). Measured 33 s on an otherwise idle
 two-core machine (24 fits of 20 epochs); ``--seeds 1`` halves that.
 """
 
