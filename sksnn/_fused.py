@@ -185,7 +185,8 @@ class _FusedLIF(torch.autograd.Function):
 
     Dense mode (``pattern`` None): ``first`` is the drive ``P``. Pattern mode: ``first`` is the
     binary layer input ``x`` (n_steps, n_samples, n_in), ``weight`` the input weight and
-    ``pattern`` its :class:`~sksnn._sparse.BinaryPattern`; the projection is part of the node.
+    ``pattern`` its :class:`~sksnn._sparse.BinaryPattern` (or, already grouped by step, its
+    :class:`~sksnn._sparse.StepPattern`); the projection is part of the node.
     """
 
     @staticmethod

@@ -24,20 +24,31 @@ _pool_key = (0, 0)
 _pool_lock = threading.Lock()
 
 
+def _forget_pool_in_child() -> None:
+    # A forked child inherits the pool object (not its threads) and maybe a held lock.
+    global _pool, _pool_key, _pool_lock
+    _pool, _pool_key, _pool_lock = None, (0, 0), threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_pool_in_child)
+
+
 def map_threads(fn: Callable[[int], object], n_tasks: int) -> list:
     """``[fn(0), ..., fn(n_tasks - 1)]``, run on as many threads as torch is allowed.
 
     For tasks that spend their time in code that releases the GIL (NumPy array operations)
-    and are large enough (milliseconds each) to pay for a hand-over between threads. The pool
-    is made per process (a forked child inherits the object but not its threads) and thread
-    count.
+    and are large enough (milliseconds each) to pay for a hand-over between threads. One pool
+    per process and torch thread count.
     """
     global _pool, _pool_key
-    n_threads = min(torch.get_num_threads(), n_tasks)
-    if n_threads < 2:
+    n_threads = torch.get_num_threads()
+    if n_threads < 2 or n_tasks < 2:
         return [fn(k) for k in range(n_tasks)]
     with _pool_lock:
         if _pool is None or _pool_key != (os.getpid(), n_threads):
+            if _pool is not None:
+                _pool.shutdown(wait=False)
             _pool = ThreadPoolExecutor(max_workers=n_threads, thread_name_prefix="sksnn")
             _pool_key = (os.getpid(), n_threads)
         pool = _pool

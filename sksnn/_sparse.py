@@ -4,7 +4,7 @@ A spike raster ``X`` (rows: (step, sample) pairs, columns: input units) is mostl
 projection ``X @ W.T`` then only needs, for every row, the sum of the weight columns of its
 active inputs: an ``embedding_bag`` (sum mode) over the active indices of each row (the CSR
 pattern of ``X``). The weight gradient ``G.T @ X`` sums, for every input unit, the gradient
-rows where it was active: a sparse (COO) matrix product with ``X.T``. Both cost
+rows where it was active: a sparse (CSR) matrix product with ``X.T``. Both cost
 ``O(nnz * width)`` instead of ``O(rows * inputs * width)``; the input gradient ``G @ W`` of
 hidden spikes stays dense, since the surrogate gradient reaches every neuron.
 
@@ -15,6 +15,7 @@ bool mask are several times faster than ``torch.nonzero``; other devices use tor
 
 from __future__ import annotations
 
+import threading
 import warnings
 from dataclasses import dataclass
 
@@ -243,6 +244,7 @@ class StepPattern:
 
 
 _csr_noticed = False
+_csr_lock = threading.Lock()
 
 
 def _csr(crow: Tensor, col: Tensor, values: Tensor, size: tuple[int, int]) -> Tensor:
@@ -283,8 +285,18 @@ def prefer_sparse(density: float, width: int) -> bool:
 
 
 def _sampled_density(x: Tensor) -> float:
-    step = max(1, x.shape[0] // _DENSITY_SAMPLE_ROWS)
-    sample = x[::step]
+    """Density of ``x`` estimated from 16 runs of 64 consecutive rows spread over it.
+
+    Consecutive rows, not a fixed stride: in a batch-major spike raster a stride can line up
+    with the number of steps and sample one step of every sample only.
+    """
+    n_rows = x.shape[0]
+    run = _DENSITY_SAMPLE_ROWS // 16
+    if n_rows <= _DENSITY_SAMPLE_ROWS:
+        sample = x
+    else:
+        starts = torch.linspace(0, n_rows - run, 16).long().tolist()
+        sample = torch.cat([x[start : start + run] for start in starts])
     return torch.count_nonzero(sample).item() / max(1, sample.numel())
 
 
@@ -340,12 +352,21 @@ def _active_numpy(
             return None
         return flat + start * n_cols
 
-    found = map_threads(scan, len(starts))
-    if any(f is None for f in found):
-        return None
+    # In rounds of one chunk per thread, so that a real-valued input, or one whose non-zeros
+    # found so far already exceed what the whole may hold, is given up on after a round
+    # rather than after a whole pass (and a pile of indices).
+    found, nnz = [], 0
+    per_round = max(1, torch.get_num_threads())
+    for first in range(0, len(starts), per_round):
+        tasks = range(first, min(first + per_round, len(starts)))
+        results = map_threads(lambda k, first=first: scan(first + k), len(tasks))
+        if any(r is None for r in results):
+            return None
+        nnz += sum(r.size for r in results)
+        if width is not None and not prefer_sparse(nnz / values.size, width):
+            return None
+        found.extend(results)
     flat = np.concatenate(found) if len(found) > 1 else found[0]
-    if width is not None and not prefer_sparse(flat.size / max(1, values.size), width):
-        return None
     rows, cols = np.divmod(flat, n_cols)
     return torch.from_numpy(rows.astype(np.int32)), torch.from_numpy(cols.astype(np.int32))
 

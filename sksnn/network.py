@@ -244,6 +244,7 @@ class SpikingNetwork(nn.Module):
             x.ndim != 3
             or input_pattern.n_samples != x.shape[0]
             or input_pattern.n_rows != x.shape[0] * x.shape[1]
+            or input_pattern.n_cols != x.shape[2]
         ):
             raise ValueError("input_pattern does not describe x (3-D input, same shape).")
         if input_pattern is not None and resolve_engine(self.engine) == "reference":
@@ -305,18 +306,18 @@ class SpikingNetwork(nn.Module):
         filtered = leaky_readout(inputs.contiguous(), self.lif.alpha_syn, self.lif.alpha_mem)
         # Mean squared norm, scaled by the largest value so that float32 cannot overflow, in
         # place: a float64 copy of W1's filtered inputs (143 MB) cost its fit 0.15 s.
-        peak = 0.0
+        low = high = 0.0
         if filtered.numel():
-            low, high = filtered.aminmax()  # no temporary, unlike abs().max()
-            peak = max(-low.item(), high.item())
+            low, high = (v.item() for v in filtered.aminmax())  # no temporary, unlike abs()
+        peak = max(-low, high)
         power = 0.0
-        if peak > 0:
-            if math.isfinite(peak):
-                filtered.div_(peak)
+        if math.isfinite(low) and math.isfinite(high) and peak > 0:
+            filtered.div_(peak)
             norms = torch.linalg.vector_norm(filtered, dim=-1).double()
             power = norms.square().mean().item() * peak**2
-        if not math.isfinite(power):
-            # float32 overflow in the filtered inputs: training would only produce NaNs
+        if not (math.isfinite(low) and math.isfinite(high) and math.isfinite(power)):
+            # float32 overflow (inf, or inf - inf = NaN) in the filtered inputs: training
+            # would only produce NaNs
             raise ValueError(
                 "The input values are too large for float32 simulation (their filtered "
                 "amplitude overflows); scale the features first, e.g. with StandardScaler."

@@ -125,7 +125,11 @@ class GeneratorNoise(NoiseSource):
 
     def uniform(self, stream: int, shape: tuple[int, int, int], device: torch.device) -> Tensor:
         if isinstance(self.generator, np.random.Generator):
-            return torch.from_numpy(_draw_uniform(self.generator, shape)).to(device)
+            if torch.get_default_dtype() == torch.float32:
+                return torch.from_numpy(_draw_uniform(self.generator, shape)).to(device)
+            # as torch.rand would: the default dtype (e.g. float64, at full resolution)
+            numbers = torch.from_numpy(self.generator.random(shape))
+            return numbers.to(device=device, dtype=torch.get_default_dtype())
         return torch.rand(shape, generator=self.generator, device=device)
 
 

@@ -275,13 +275,16 @@ def test_network_engines_agree(monkeypatch, x_shape, density, recurrent, hidden,
         torch.testing.assert_close(a, b, rtol=RTOL32, atol=RTOL32 * max(b.abs().max(), 1e-6))
 
 
-def test_noise_prefetch_draws_the_same_numbers():
-    """With two threads the fused network draws its uniform numbers on the helper thread;
-    the draws keep their order, so a stochastic forward pass is unchanged."""
-    x = (torch.rand(8, 20, 30, generator=torch.Generator().manual_seed(0)) < 0.1).float()
+def test_network_noise_is_the_same_on_one_and_two_threads():
+    """Training noise is drawn on all of torch's threads (jumped-ahead generator copies) in
+    layers this large; the numbers, hence the spikes, are those of a one-thread draw."""
+    from sksnn import noise as noise_module
+
+    x = (torch.rand(16, 64, 40, generator=torch.Generator().manual_seed(0)) < 0.1).float()
     lif = LIFParameters(temperature=0.1, surrogate=get_surrogate("matched", 10.0))
-    net = SpikingNetwork(30, (16, 16), 2, lif, engine="fused")
+    net = SpikingNetwork(40, (256, 256), 2, lif, engine="fused")
     net.initialize(x, torch.Generator().manual_seed(1), GeneratorNoise(2))
+    assert 64 * 16 * 256 >= noise_module._PARALLEL_DRAW  # each layer's draw is split
     previous = torch.get_num_threads()
     outputs = []
     try:

@@ -194,6 +194,8 @@ def test_network_with_gathered_events_matches_scanning():
     assert all(torch.equal(a, b) for a, b in zip(g1, g2, strict=True))
     with pytest.raises(ValueError, match="input_pattern"):
         net(data[samples[:4]], GeneratorNoise(5), input_pattern=events.batch(samples))
+    with pytest.raises(ValueError, match="input_pattern"):  # other input width
+        net(data[samples][..., :100], GeneratorNoise(5), input_pattern=events.batch(samples))
 
 
 def test_fit_with_indexed_events_equals_fit_scanning_each_batch(monkeypatch):
@@ -224,3 +226,28 @@ def test_fit_with_indexed_events_equals_fit_scanning_each_batch(monkeypatch):
     for a, b in zip(models[0].module_.parameters(), models[1].module_.parameters(), strict=True):
         assert torch.equal(a, b)
     np.testing.assert_array_equal(models[0].predict_proba(X), models[1].predict_proba(X))
+
+
+def test_density_estimate_is_not_fooled_by_a_stride_that_matches_the_steps():
+    """Spike data active only from step 1 on: every 100th row (step 0 of each sample) is
+    silent, yet the input is dense and must be recognised as such."""
+    x = torch.ones(2048, 100, 8)
+    x[:, 0] = 0
+    rows = x.reshape(-1, 8)
+    assert _sparse._sampled_density(rows) > 0.9
+    assert binary_pattern(rows, 256) is None  # far above the cut-over: the dense product
+
+
+def test_scan_gives_up_on_real_values_and_on_too_many_non_zeros():
+    x = torch.zeros(5000, 300)
+    x[-1, -1] = 0.5  # real-valued, in the last chunk only
+    assert _sparse._active_numpy(x, None, False) is None
+    dense_tail = torch.zeros(5000, 300)
+    dense_tail[2500:] = 1.0  # half the rows full: far too dense for a sparse product
+    assert _sparse._active_numpy(dense_tail, 256, True) is None
+    sparse = torch.zeros(5000, 300)
+    sparse[::50, ::30] = 1.0
+    rows, cols = _sparse._active_numpy(sparse, 256, False)
+    assert len(rows) == int(sparse.sum()) and torch.equal(
+        sparse[rows.long(), cols.long()], torch.ones(len(rows))
+    )
