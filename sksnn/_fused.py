@@ -47,15 +47,13 @@ against 0.09-0.10 s not.)
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import torch
 from torch import Tensor
 
 from ._fused_steps import (
     Saved,
     State,
-    backward,
+    adjoint,
     block_length,
     blocks_of,
     sigmoid_beta,
@@ -147,39 +145,6 @@ def _run_forward(
     return saved
 
 
-def _run_backward(
-    saved: Saved,
-    source,
-    recurrent_weight: Tensor | None,
-    grad_spikes: Tensor | None,
-    grad_membrane: Tensor | None,
-    params,
-    grad_drive: Tensor | None,
-    consume: Callable[[int, int, Tensor], None] | None,
-    need_rec: bool,
-) -> Tensor | None:
-    """The adjoint loop; returns the recurrent weight's gradient.
-
-    ``dL/dP`` goes into ``grad_drive`` (dense source) or, block by block, to ``consume(start,
-    stop, block)`` (pattern source), or both ways nowhere if not needed.
-    """
-    n_steps, n_samples, n_units = saved.spikes.shape
-    length = block_length(n_steps, n_samples, n_units, source.checkpointed)
-    grad_rec = backward(
-        saved,
-        source,
-        recurrent_weight,
-        grad_spikes,
-        grad_membrane,
-        params,
-        blocks_of(n_steps, length),
-        grad_drive,
-        consume,
-        need_rec,
-    )
-    return grad_rec if need_rec and recurrent_weight is not None else None
-
-
 class _FusedLIF(torch.autograd.Function):
     """Autograd node of a fused layer; see the module docstring for the equations.
 
@@ -236,7 +201,7 @@ class _FusedLIF(torch.autograd.Function):
                 if grad_first is not None:
                     grad_first[start:stop] = (flat @ weight).view(gp.shape[0], gp.shape[1], -1)
 
-        grad_rec = _run_backward(
+        grad_rec = adjoint(
             saved,
             source,
             recurrent_weight,

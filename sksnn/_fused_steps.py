@@ -1,7 +1,7 @@
 """The per-step loops of the fused LIF engine (:mod:`sksnn._fused`) and their buffers.
 
 :func:`simulate` runs forward steps (sampling spikes, or recomputing a block with the spikes
-known); :func:`backward` runs the adjoint, block by block.
+known); :func:`adjoint` runs the adjoint recursion, block by block.
 The equations are in :mod:`sksnn._fused`.
 """
 
@@ -19,7 +19,7 @@ from .surrogates import Matched, Sigmoid, SigmoidNoise
 __all__ = [
     "Saved",
     "State",
-    "backward",
+    "adjoint",
     "block_length",
     "blocks_of",
     "sigmoid_beta",
@@ -199,21 +199,26 @@ def simulate(
         torch.sigmoid(block.div_(temperature) if reuse else block.mul_(beta), out=block)
 
 
-def backward(
+def adjoint(
     saved: Saved,
     source,
     recurrent_weight: Tensor | None,
     grad_spikes: Tensor | None,
     grad_membrane: Tensor | None,
     params,
-    blocks: list[tuple[int, int]],
     grad_drive: Tensor | None,
     consume,
     need_rec: bool,
 ) -> Tensor | None:
-    """The adjoint, block by block from the last step; returns the recurrent weight's gradient."""
+    """The adjoint, block by block from the last step; returns the recurrent weight's gradient
+    (None unless ``need_rec``).
+
+    ``dL/dP`` goes into ``grad_drive`` (dense source) or, block by block, to ``consume(start,
+    stop, block)`` (pattern source), or both ways nowhere if not needed.
+    """
     spikes = saved.spikes
     n_steps, n_samples, n_units = spikes.shape
+    blocks = blocks_of(n_steps, block_length(n_steps, n_samples, n_units, source.checkpointed))
     shape = (n_samples, n_units)
     a_mem, a_syn, theta = params.alpha_mem, params.alpha_syn, params.threshold
     c_syn = 1.0 - a_mem

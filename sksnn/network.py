@@ -247,11 +247,11 @@ class SpikingNetwork(nn.Module):
             or input_pattern.n_cols != x.shape[2]
         ):
             raise ValueError("input_pattern does not describe x (3-D input, same shape).")
-        if input_pattern is not None and resolve_engine(self.engine) == "reference":
-            raise ValueError("input_pattern is read by the fused engine only.")
-        h = self.encode(x, noise)
         # The reference engine stays plain autograd throughout, projections included.
         fast = resolve_engine(self.engine) != "reference"
+        if input_pattern is not None and not fast:
+            raise ValueError("input_pattern is read by the fused engine only.")
+        h = self.encode(x, noise)
         binary = x.ndim == 2 and self.encoding in ("rate", "latency")
         spikes, membranes = [], []
         for index, weight in enumerate(self.weights):
