@@ -39,6 +39,7 @@ import dataclasses
 import hashlib
 import io
 import json
+import math
 import os
 import warnings
 import zipfile
@@ -49,8 +50,14 @@ import torch
 from sklearn.preprocessing import LabelEncoder
 
 from ._version import __version__
-from .estimators import InconsistentVersionWarning, SpikingClassifier, SpikingRegressor
-from .lif import LIFParameters
+from .encoding import ENCODINGS
+from .estimators import (
+    _SEED_MAX,
+    InconsistentVersionWarning,
+    SpikingClassifier,
+    SpikingRegressor,
+)
+from .lif import ENGINES, RESETS, LIFParameters
 from .network import SpikingNetwork
 from .surrogates import ESCAPE_NOISE, SURROGATES, EscapeNoise, Surrogate
 
@@ -65,6 +72,11 @@ _ESTIMATORS = {cls.__name__: cls for cls in (SpikingClassifier, SpikingRegressor
 _INT_ATTRIBUTES = ("n_features_in_ n_outputs_ n_iter_ t_ _input_ndim _predict_seed "
                    "_no_improvement_count").split()  # fmt: skip
 _FLOAT_ATTRIBUTES = "loss_curve_ best_loss_ validation_scores_ best_validation_score_".split()
+# Largest simulation length and number of prediction trials a model file may ask for: a
+# larger value is valid for an estimator built in code, but from a file it would only make
+# predict run for hours or exhaust memory.
+MAX_STEPS = 1_000_000
+MAX_PREDICT_TRIALS = 10_000
 
 
 class ModelFileError(ValueError):
@@ -235,7 +247,7 @@ def _is_regressor(estimator) -> bool:
 
 
 def _attribute_names(estimator) -> list[str]:
-    return [*_INT_ATTRIBUTES, *(["_y_ndim"] if _is_regressor(estimator) else [])]
+    return [*_INT_ATTRIBUTES, *(["_y_ndim", "_y_count"] if _is_regressor(estimator) else [])]
 
 
 def save(estimator: SpikingClassifier | SpikingRegressor, path: PathOrFile) -> None:
@@ -389,30 +401,103 @@ def _expect(arrays: dict[str, np.ndarray], name: str, shape: tuple[int, ...], ki
     return array
 
 
-def _int(state: dict[str, Any], name: str) -> int:
+def _int(state: dict[str, Any], name: str, low: int = 0, high: int | None = None) -> int:
     value = state.get(name)
-    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-        raise ModelFileError(f"Fitted attribute {name!r} must be a non-negative integer.")
+    if (
+        not isinstance(value, int)
+        or isinstance(value, bool)
+        or value < low
+        or (high is not None and value > high)
+    ):
+        bounds = f"between {low} and {high}" if high is not None else f">= {low}"
+        raise ModelFileError(f"{name!r} must be an integer {bounds}, got {value!r}.")
     return value
 
 
-def _build_module(config: dict[str, Any]) -> SpikingNetwork:
-    try:
-        lif = LIFParameters(**{k: _decode(v, "module_.lif") for k, v in config["lif"].items()})
-        return SpikingNetwork(
-            int(config["n_inputs"]),
-            tuple(int(h) for h in config["hidden_layer_sizes"]),
-            int(config["n_outputs"]),
-            lif,
-            recurrent=bool(config["recurrent"]),
-            encoding=config["encoding"],
-            n_steps=int(config["n_steps"]),
-            engine=config["engine"],
-        )
-    except ModelFileError:
-        raise
-    except (KeyError, TypeError, ValueError, RuntimeError) as exc:
-        raise ModelFileError(f"Invalid network configuration in the model file: {exc!r}") from None
+def _real(value: Any, name: str, low: float, high: float = math.inf, *, low_open=False) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise ModelFileError(f"{name} must be a finite number, got {value!r}.")
+    if value < low or (low_open and value == low) or value > high:
+        raise ModelFileError(f"{name} is out of range: {value!r}.")
+    return float(value)
+
+
+def _float_list(value: Any, name: str) -> list[float]:
+    if not isinstance(value, list):
+        raise ModelFileError(f"{name} must be a list of numbers, got {type(value).__name__}.")
+    return [_real(v, name, -math.inf) for v in value]
+
+
+def _optional_real(value: Any, name: str) -> float | None:
+    # best scores start at -inf and best losses at inf (as in scikit-learn's MLP)
+    if value is None or (isinstance(value, float) and math.isinf(value)):
+        return value
+    return _real(value, name, -math.inf)
+
+
+def _checked_lif(config: Any) -> LIFParameters:
+    """LIF constants of the file, each checked for type and range."""
+    names = {f.name for f in dataclasses.fields(LIFParameters)}
+    if not isinstance(config, dict) or set(config) != names:
+        raise ModelFileError(f"module_.lif must hold exactly the fields {sorted(names)}.")
+    lif = {k: _decode(v, "module_.lif") for k, v in config.items()}
+    for name in ("alpha_syn", "alpha_mem"):
+        _real(lif[name], f"module_.lif.{name}", 0.0, 1.0)
+    _real(lif["threshold"], "module_.lif.threshold", 0.0, low_open=True)
+    _real(lif["temperature"], "module_.lif.temperature", 0.0)
+    if not isinstance(lif["escape_noise"], EscapeNoise):
+        raise ModelFileError("module_.lif.escape_noise is not an escape noise.")
+    if not isinstance(lif["surrogate"], Surrogate):
+        raise ModelFileError("module_.lif.surrogate is not a surrogate.")
+    if lif["reset"] not in RESETS:
+        raise ModelFileError(f"module_.lif.reset must be one of {RESETS}, got {lif['reset']!r}.")
+    if not isinstance(lif["detach_reset"], bool):
+        raise ModelFileError("module_.lif.detach_reset must be true or false.")
+    return LIFParameters(**lif)
+
+
+def _network_shapes(config: Any) -> dict[str, Any]:
+    """Constructor arguments of the network and the shape of each of its arrays, from the
+    file's network configuration, checked before anything is allocated."""
+    keys = {"n_inputs", "hidden_layer_sizes", "n_outputs", "recurrent", "encoding", "n_steps",
+            "engine", "lif"}  # fmt: skip
+    if not isinstance(config, dict) or set(config) != keys:
+        raise ModelFileError(f"The network configuration must hold exactly {sorted(keys)}.")
+    sizes = config["hidden_layer_sizes"]
+    if not isinstance(sizes, list) or not sizes:
+        raise ModelFileError("module_.hidden_layer_sizes must be a non-empty list.")
+    sizes = [_int({"size": h}, "size", low=1) for h in sizes]
+    n_inputs = _int(config, "n_inputs", low=1)
+    n_outputs = _int(config, "n_outputs", low=1)
+    if not isinstance(config["recurrent"], bool):
+        raise ModelFileError("module_.recurrent must be true or false.")
+    if config["encoding"] not in ENCODINGS:
+        raise ModelFileError(f"module_.encoding must be one of {ENCODINGS}.")
+    if config["engine"] not in ("auto", *ENGINES):
+        raise ModelFileError(f"module_.engine must be 'auto' or one of {ENGINES}.")
+    arguments = {
+        "n_inputs": n_inputs,
+        "hidden_layer_sizes": tuple(sizes),
+        "n_outputs": n_outputs,
+        "lif": _checked_lif(config["lif"]),
+        "recurrent": config["recurrent"],
+        "encoding": config["encoding"],
+        "n_steps": _int(config, "n_steps", low=1, high=MAX_STEPS),
+        "engine": config["engine"],
+    }
+    fan_in = [n_inputs, *sizes[:-1]]
+    shapes = {f"weights.{i}": (h, n) for i, (n, h) in enumerate(zip(fan_in, sizes, strict=True))}
+    if config["recurrent"]:
+        shapes.update({f"recurrent_weights.{i}": (h, h) for i, h in enumerate(sizes)})
+    shapes["readout_weight"] = (n_outputs, sizes[-1])
+    shapes["readout_bias"] = (n_outputs,)
+    return {"arguments": arguments, "shapes": shapes}
+
+
+def _finite(array: np.ndarray, name: str) -> np.ndarray:
+    if array.dtype.kind == "f" and not np.isfinite(array).all():
+        raise ModelFileError(f"Array {name!r} holds NaN or infinite values.")
+    return array
 
 
 def _restore_fitted(estimator, state: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
@@ -421,63 +506,108 @@ def _restore_fitted(estimator, state: dict[str, Any], arrays: dict[str, np.ndarr
 
     def take(name, shape, kinds="f"):
         used.add(name)
-        return _expect(arrays, name, shape, kinds)
+        return _finite(_expect(arrays, name, shape, kinds), name)
 
-    module = _build_module(state["module"])
-    n_features, n_outputs = _int(state, "n_features_in_"), _int(state, "n_outputs_")
-    if module.weights[0].shape[1] != n_features or module.readout_weight.shape[0] != n_outputs:
+    network = _network_shapes(state.get("module"))
+    shapes = network["shapes"]
+    n_features, n_outputs = _int(state, "n_features_in_", 1), _int(state, "n_outputs_", 1)
+    n_inputs = network["arguments"]["n_inputs"]
+    if n_inputs != n_features or shapes["readout_bias"] != (n_outputs,):
         raise ModelFileError(
             "The network does not match n_features_in_/n_outputs_ of the model file."
         )
-    module_state = {
-        k: torch.tensor(take(f"module.{k}", v.shape)) for k, v in module.state_dict().items()
-    }
-    module.load_state_dict(module_state)
+    # every array is checked against the configuration before the network is built, so a
+    # forged size cannot make loading allocate more than the file holds
+    module_state = {k: take(f"module.{k}", shape) for k, shape in shapes.items()}
+    best_state = None
+    if state.get("best_state"):
+        best_state = {k: take(f"best_state.{k}", shape) for k, shape in shapes.items()}
 
-    for name in _attribute_names(estimator):
-        setattr(estimator, name, _int(state, name))
+    estimator._input_ndim = _int(state, "_input_ndim", 2, 3)
+    estimator._predict_seed = _int(state, "_predict_seed", 0, _SEED_MAX)
+    estimator.n_iter_ = _int(state, "n_iter_")
+    estimator.t_ = _int(state, "t_")
+    estimator._no_improvement_count = _int(state, "_no_improvement_count")
+    estimator.n_features_in_, estimator.n_outputs_ = n_features, n_outputs
     for name in _FLOAT_ATTRIBUTES:
         if name not in state:
             raise ModelFileError(f"The model file is missing the fitted attribute {name!r}.")
-        setattr(estimator, name, _decode(state[name], name))
+    estimator.loss_curve_ = _float_list(state["loss_curve_"], "loss_curve_")
+    if len(estimator.loss_curve_) != estimator.n_iter_:
+        raise ModelFileError("loss_curve_ must hold one loss per iteration (n_iter_).")
+    scores = state["validation_scores_"]
+    estimator.validation_scores_ = None if scores is None else _float_list(scores, "scores")
+    estimator.best_loss_ = _optional_real(state["best_loss_"], "best_loss_")
+    estimator.best_validation_score_ = _optional_real(
+        state["best_validation_score_"], "best_validation_score_"
+    )
     if not _is_regressor(estimator):
         classes = take("classes_", (n_outputs,), "biufU")
+        if n_outputs < 2 or not np.array_equal(np.unique(classes), classes):
+            raise ModelFileError("classes_ must hold at least 2 distinct labels, sorted.")
         classes = classes.astype(object) if state.get("classes_object") else classes
         estimator.classes_ = classes
         encoder = LabelEncoder()
         encoder.classes_ = classes
         estimator._label_encoder = encoder
     else:
+        estimator._y_ndim = _int(state, "_y_ndim", 1, 2)
+        if estimator._y_ndim == 1 and n_outputs != 1:
+            raise ModelFileError("A regressor fitted on 1-D y has exactly one output.")
+        estimator._y_count = _int(state, "_y_count", 1)
         estimator._y_mean = take("_y_mean", (n_outputs,))
         estimator._y_scale = take("_y_scale", (n_outputs,))
+        if (estimator._y_scale < 0).any():
+            raise ModelFileError("The target scale _y_scale must be >= 0.")
     if state.get("feature_names_in_"):
         estimator.feature_names_in_ = take("feature_names_in_", (n_features,), "U").astype(object)
     if state.get("firing_rates_"):
-        estimator.firing_rates_ = take("firing_rates_", (len(module.weights),))
+        n_layers = len(network["arguments"]["hidden_layer_sizes"])
+        rates = take("firing_rates_", (n_layers,))
+        if ((rates < 0) | (rates > 1)).any():
+            raise ModelFileError("firing_rates_ must lie in [0, 1].")
+        estimator.firing_rates_ = rates
 
-    kind, pos, has_gauss, cached = state["rng"]
+    rng = state.get("rng")
+    if not (isinstance(rng, list) and len(rng) == 4 and rng[0] == "MT19937"):
+        raise ModelFileError("Malformed random generator state in the model file.")
+    _, pos, has_gauss, cached = rng
+    pos = _int({"position": pos}, "position", 0, 624)
+    has_gauss = _int({"has_gauss": has_gauss}, "has_gauss", 0, 1)
     estimator._rng = np.random.RandomState()
-    estimator._rng.set_state((kind, take("rng.keys", (624,), "u"), pos, has_gauss, cached))
+    estimator._rng.set_state(
+        ("MT19937", take("rng.keys", (624,), "u"), pos, has_gauss, _real(cached, "rng", -math.inf))
+    )
 
+    module = SpikingNetwork(**network["arguments"])
+    module.load_state_dict({k: torch.tensor(v) for k, v in module_state.items()})
     params = list(module.parameters())
+    # The optimiser's settings come from the estimator (learning_rate_init, refreshed on every
+    # fit), never from the file; only Adam's per-parameter moments and step counts are read.
     optimizer = torch.optim.Adam(params, lr=estimator.learning_rate_init)
+    stored = state.get("optimizer")
+    entries = stored.get("state") if isinstance(stored, dict) else None
+    if not isinstance(entries, dict):
+        raise ModelFileError("Malformed optimizer state in the model file.")
     opt_state: dict[int, dict[str, torch.Tensor]] = {}
-    for index, keys in state["optimizer"]["state"].items():
+    for index, keys in entries.items():
+        if not (index.isdigit() and int(index) < len(params)) or not isinstance(keys, list):
+            raise ModelFileError(f"Malformed optimizer state for parameter {index!r}.")
+        if sorted(keys) != ["exp_avg", "exp_avg_sq", "step"]:
+            raise ModelFileError(f"Unexpected optimizer state {keys!r} in the model file.")
         for key in keys:
             # Adam's step counter is a scalar; the moments have their parameter's shape.
             shape, kinds = ((), "fiu") if key == "step" else (params[int(index)].shape, "f")
             array = take(f"optimizer.{index}.{key}", shape, kinds)
+            if key != "exp_avg" and (array < 0).any():
+                raise ModelFileError(f"Optimizer state {key!r} must be >= 0.")
             opt_state.setdefault(int(index), {})[key] = torch.tensor(array)
-    optimizer.load_state_dict(
-        {"state": opt_state, "param_groups": _decode(state["optimizer"]["param_groups"], "opt")}
-    )
+    groups = optimizer.state_dict()["param_groups"]
+    optimizer.load_state_dict({"state": opt_state, "param_groups": groups})
     estimator._optimizer = optimizer
-    estimator._best_state = None
-    if state.get("best_state"):
-        estimator._best_state = {
-            k: torch.tensor(take(f"best_state.{k}", v.shape))
-            for k, v in module.state_dict().items()
-        }
+    estimator._best_state = (
+        None if best_state is None else {k: torch.tensor(v) for k, v in best_state.items()}
+    )
     unexpected = sorted(set(arrays) - used)
     if unexpected:
         raise ModelFileError(f"The model file has unexpected arrays {unexpected}.")
@@ -526,6 +656,8 @@ def load(path: PathOrFile) -> SpikingClassifier | SpikingRegressor:
         estimator._validate_params()
     except (TypeError, ValueError) as exc:
         raise ModelFileError(f"Invalid parameters in the model file: {exc}") from None
+    _int(params, "n_steps", 1, MAX_STEPS)
+    _int(params, "predict_trials", 1, MAX_PREDICT_TRIALS)
     fitted = document.get("fitted")
     if fitted is None:
         if arrays:

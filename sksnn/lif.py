@@ -45,6 +45,11 @@ RESETS = ("zero", "subtract", "none")
 ENGINES = ("fused", "reference")
 
 
+# Steps per Toeplitz product in :func:`leaky_readout`; sequences up to this length take a
+# single product.
+READOUT_WINDOW = 128
+
+
 def decay(dt: float, tau: float) -> float:
     """Per-step decay factor ``exp(-dt / tau)`` of a leaky variable."""
     return math.exp(-dt / tau)
@@ -203,8 +208,36 @@ def leaky_readout(drive: Tensor, alpha_syn: float, alpha_mem: float) -> Tensor:
 
     Same current and membrane equations as :func:`lif_reference` without spikes; returns
     ``V[n + 1]`` for every step ``n``, shape ``drive.shape``. Being linear and time-invariant,
-    it is one matrix product with the lower-triangular Toeplitz matrix of :func:`psp_kernel`.
+    a window of steps is one matrix product with the lower-triangular Toeplitz matrix of
+    :func:`psp_kernel`. Longer sequences run window by window, each window starting from the
+    state ``(V, I)`` the previous one ended in, so time and memory grow linearly with the
+    number of steps (a single Toeplitz matrix would grow with its square).
     """
     n_steps = drive.shape[0]
-    kernel = _toeplitz(psp_kernel(alpha_syn, alpha_mem, n_steps)).to(drive)
-    return (kernel @ drive.reshape(n_steps, -1)).reshape(drive.shape)
+    flat = drive.reshape(n_steps, -1)
+    if n_steps <= READOUT_WINDOW:
+        kernel = _toeplitz(psp_kernel(alpha_syn, alpha_mem, n_steps)).to(drive)
+        return (kernel @ flat).reshape(drive.shape)
+    window = READOUT_WINDOW
+    h = psp_kernel(alpha_syn, alpha_mem, window + 1)
+    kernel = _toeplitz(h[:window]).to(drive)
+    lags = torch.arange(window, dtype=torch.float64)
+    # V[t0 + j + 1] from the state (V, I) at t0: alpha_mem^(j+1) V[t0] + h[j+1] I[t0]
+    from_state = torch.stack([alpha_mem ** (lags + 1), h[1:]], dim=1).to(drive)
+    # I[t0 + L] = alpha_syn^L I[t0] + sum_m alpha_syn^(L - 1 - m) P[t0 + m]
+    into_current = (alpha_syn ** lags.flip(0)).to(drive)
+    pieces = []
+    state = None
+    # split, not slicing: the backward of each slice would build a zero gradient of the whole
+    # drive (quadratic in n_steps); split's backward concatenates once.
+    for p in flat.split(window):
+        length = p.shape[0]
+        if state is None:
+            v = kernel[:length, :length] @ p
+            current = into_current[window - length :] @ p
+        else:
+            v = torch.addmm(from_state[:length] @ state, kernel[:length, :length], p)
+            current = alpha_syn**length * state[1] + into_current[window - length :] @ p
+        state = torch.stack([v[-1], current])
+        pieces.append(v)
+    return torch.cat(pieces).reshape(drive.shape)

@@ -25,6 +25,9 @@ __all__ = ["READOUTS", "NetworkOutput", "SpikingNetwork", "project", "reduce_rea
 
 READOUTS = ("max", "mean", "last")
 
+# The network simulates in float32 whatever torch's default dtype is: inputs are converted to
+# float32 by the estimators, and the weights must match them.
+DTYPE = torch.float32
 # Target standard deviation of the free membrane potential at initialisation, in units of the
 # threshold (fluctuation-driven initialisation, Rossbroich, Gygax & Zenke 2022): large enough
 # that a fresh network spikes on any input, small enough that it does not saturate.
@@ -151,13 +154,13 @@ class SpikingNetwork(nn.Module):
         self.n_steps = int(n_steps)
         self.engine = engine
         self.weights = nn.ParameterList(
-            nn.Parameter(torch.empty(n_out, n_in)) for n_in, n_out in pairwise(sizes)
+            nn.Parameter(torch.empty(n_out, n_in, dtype=DTYPE)) for n_in, n_out in pairwise(sizes)
         )
         self.recurrent_weights = nn.ParameterList(
-            nn.Parameter(torch.empty(n, n)) for n in (sizes[1:] if recurrent else [])
+            nn.Parameter(torch.empty(n, n, dtype=DTYPE)) for n in (sizes[1:] if recurrent else [])
         )
-        self.readout_weight = nn.Parameter(torch.empty(n_outputs, sizes[-1]))
-        self.readout_bias = nn.Parameter(torch.zeros(n_outputs))
+        self.readout_weight = nn.Parameter(torch.empty(n_outputs, sizes[-1], dtype=DTYPE))
+        self.readout_bias = nn.Parameter(torch.zeros(n_outputs, dtype=DTYPE))
         # Placeholder scale until initialize() sees data; keeps a bare module usable.
         with torch.no_grad():
             for w in [*self.weights, *self.recurrent_weights, self.readout_weight]:

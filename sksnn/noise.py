@@ -124,13 +124,10 @@ class GeneratorNoise(NoiseSource):
             self.generator.manual_seed(int(seed))
 
     def uniform(self, stream: int, shape: tuple[int, int, int], device: torch.device) -> Tensor:
+        # float32 whatever torch's default dtype: the same seed draws the same spikes
         if isinstance(self.generator, np.random.Generator):
-            if torch.get_default_dtype() == torch.float32:
-                return torch.from_numpy(_draw_uniform(self.generator, shape)).to(device)
-            # as torch.rand would: the default dtype (e.g. float64, at full resolution)
-            numbers = torch.from_numpy(self.generator.random(shape))
-            return numbers.to(device=device, dtype=torch.get_default_dtype())
-        return torch.rand(shape, generator=self.generator, device=device)
+            return torch.from_numpy(_draw_uniform(self.generator, shape)).to(device)
+        return torch.rand(shape, generator=self.generator, device=device, dtype=torch.float32)
 
 
 class CounterNoise(NoiseSource):

@@ -20,7 +20,7 @@ Examples
 from __future__ import annotations
 
 from collections.abc import Sequence
-from numbers import Integral
+from numbers import Integral, Real
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -381,8 +381,10 @@ def plot_surrogates(
         escape_noises = [escape_noises]
     if len(surrogates) == 0:
         raise ValueError("surrogates must name at least one surrogate.")
-    if not (isinstance(beta, int | float) and np.isfinite(beta) and beta > 0):
-        raise ValueError(f"beta must be a finite number > 0, got {beta!r}.")
+    if isinstance(beta, bool) or not isinstance(beta, Real):
+        raise ValueError(f"beta must be a real number, got {beta!r}.")
+    if not (np.isfinite(beta) and beta > 0):
+        raise ValueError(f"beta must be finite and > 0, got {beta!r}.")
     if not (isinstance(n_points, Integral) and n_points >= 2):
         raise ValueError(f"n_points must be an integer >= 2, got {n_points!r}.")
     lo, hi = x_range if x_range is not None else (-4.0 / beta, 4.0 / beta)

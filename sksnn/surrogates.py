@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field, replace
+from numbers import Real
 from typing import ClassVar
 
 import torch
@@ -183,10 +184,13 @@ class Surrogate:
     name: ClassVar[str] = "surrogate"
 
     def __post_init__(self) -> None:
-        if not (isinstance(self.beta, int | float) and math.isfinite(self.beta) and self.beta > 0):
-            raise ValueError(
-                f"Surrogate steepness beta must be a finite number > 0, got {self.beta!r}."
-            )
+        beta = self.beta
+        if isinstance(beta, bool) or not isinstance(beta, Real):
+            raise ValueError(f"Surrogate steepness beta must be a real number, got {beta!r}.")
+        if not (math.isfinite(beta) and beta > 0):
+            raise ValueError(f"Surrogate steepness beta must be finite and > 0, got {beta!r}.")
+        # a plain float (numpy scalars included), so that equal surrogates compare and save alike
+        object.__setattr__(self, "beta", float(beta))
 
     def derivative(self, x: Tensor) -> Tensor:
         """Surrogate derivative at ``x = U - threshold``."""

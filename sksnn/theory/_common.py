@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from numbers import Integral
 
 import numpy as np
+
+from ..lif import LIFParameters
 
 __all__ = ["GradientComparison", "cosine_similarity", "relative_error"]
 
@@ -60,6 +63,22 @@ def relative_error(approx: np.ndarray, exact: np.ndarray) -> float:
     if norm == 0:
         return 0.0 if diff == 0 else float("inf")
     return float(diff / norm)
+
+
+def check_int(value, name: str, low: int = 1) -> int:
+    """``value`` as an int when it is an integer >= ``low``; a ValueError naming it otherwise."""
+    if isinstance(value, bool) or not isinstance(value, Integral) or value < low:
+        raise ValueError(f"{name} must be an integer >= {low}, got {value!r}.")
+    return int(value)
+
+
+def check_lif(lif) -> None:
+    """A TypeError unless ``lif`` is a :class:`~sksnn.lif.LIFParameters`."""
+    if not isinstance(lif, LIFParameters):
+        raise TypeError(
+            f"lif must be a sksnn.lif.LIFParameters, got {type(lif).__name__}; e.g. "
+            "LIFParameters(temperature=0.2)."
+        )
 
 
 def _is_hidden(name: str) -> bool:

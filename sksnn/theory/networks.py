@@ -25,6 +25,7 @@ from ..lif import LIFParameters, decay
 from ..network import NetworkOutput, SpikingNetwork, reduce_readout
 from ..noise import NoiseSource
 from ..surrogates import Surrogate, get_escape_noise, get_surrogate
+from ._common import check_int
 
 __all__ = [
     "ForcedPaths",
@@ -179,6 +180,15 @@ def make_small_network(
     >>> net.hidden_layer_sizes, net.lif.temperature
     ((2,), 0.2)
     """
+    sizes = tuple(hidden_layer_sizes) if isinstance(hidden_layer_sizes, Sequence) else None
+    if not sizes:
+        raise ValueError(
+            f"hidden_layer_sizes must be a non-empty sequence, got {hidden_layer_sizes!r}."
+        )
+    for name, value in [("n_inputs", n_inputs), ("n_outputs", n_outputs), ("n_steps", n_steps)]:
+        check_int(value, name)
+    for size in sizes:
+        check_int(size, "each hidden layer size")
     beta = surrogate_beta
     if beta is None and not isinstance(surrogate, Surrogate):
         beta = 1.0 / temperature if temperature > 0 else 10.0

@@ -27,7 +27,7 @@ import torch
 
 from ..lif import LIFParameters, lif_reference, psp_kernel
 from ..network import SpikingNetwork
-from ._common import GradientComparison
+from ._common import GradientComparison, check_lif
 from .multilayer import enumerate_gradients
 from .networks import LossFn
 
@@ -98,6 +98,7 @@ def neuron_expected_spikes(weights, inputs, lif: LIFParameters) -> NeuronExpecta
     >>> res.probability.shape, res.gradient.shape
     ((5,), (5, 1))
     """
+    check_lif(lif)
     if not lif.temperature > 0:
         raise ValueError("The expected output needs a stochastic neuron (temperature > 0).")
     w, x = _as_inputs(weights, inputs)
@@ -144,6 +145,7 @@ def neuron_surrogate_gradient(weights, inputs, lif: LIFParameters, seed: int = 0
     >>> bool(np.allclose(g, exact, rtol=1e-12, atol=0))
     True
     """
+    check_lif(lif)
     from dataclasses import replace
 
     w, x = _as_inputs(weights, inputs)
@@ -203,6 +205,7 @@ def single_neuron_gradients(
     >>> round(cmp.cosine(), 12)
     1.0
     """
+    check_lif(lif)
     w, x = _as_inputs(weights, inputs)
     net = SpikingNetwork(x.shape[1], (1,), 1, lif, engine="reference").to(torch.float64)
     with torch.no_grad():

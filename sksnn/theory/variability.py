@@ -18,6 +18,9 @@ from collections.abc import Sequence
 from dataclasses import replace
 
 import numpy as np
+from sklearn.utils.validation import check_is_fitted
+
+from ._common import check_int
 
 __all__ = ["cross_mode_scores", "estimator_fano_factors", "fano_factors", "with_noise_temperature"]
 
@@ -57,13 +60,13 @@ def fano_factors(spikes, window: int, stride: int | None = None, *, ddof: int = 
             f"spikes must have shape (n_trials, ..., n_steps, n_units), got {s.shape}."
         )
     n_trials, n_steps = s.shape[0], s.shape[-2]
+    window = check_int(window, "window")
+    ddof = check_int(ddof, "ddof", low=0)
     if n_trials < ddof + 1:
         raise ValueError(f"Need more than {ddof} trials, got {n_trials}.")
     if not 1 <= window <= n_steps:
         raise ValueError(f"window must be between 1 and n_steps={n_steps}, got {window}.")
-    stride = window if stride is None else int(stride)
-    if stride < 1:
-        raise ValueError(f"stride must be >= 1, got {stride}.")
+    stride = window if stride is None else check_int(stride, "stride")
     csum = np.cumsum(s, axis=-2, dtype=np.int64)
     csum = np.concatenate([np.zeros_like(csum[..., :1, :]), csum], axis=-2)
     starts = np.arange(0, n_steps - window + 1, stride)
@@ -105,7 +108,13 @@ def estimator_fano_factors(
     ndarray, shape (n_samples, n_windows, n_units)
         NaN where a neuron never fires in a window.
     """
-    sim = estimator.simulate(X, n_trials=n_trials)
+    check_is_fitted(estimator)
+    n_layers = len(estimator.module_.hidden_layer_sizes)
+    layer = check_int(layer, "layer", low=0)
+    if layer >= n_layers:
+        raise ValueError(f"layer must be below the {n_layers} hidden layers, got {layer}.")
+    window = check_int(window, "window")
+    sim = estimator.simulate(X, n_trials=check_int(n_trials, "n_trials", low=2))
     return fano_factors(sim.spikes[layer], window, stride)
 
 
