@@ -652,6 +652,7 @@ class _BaseSpiking(BaseEstimator):
             if trial == 0:
                 readouts = np.empty((n_trials, chunk.stop - chunk.start, out.output.shape[-1]))
             readouts[trial] = reduce_readout(out.output, mode).double().cpu().numpy()
+            del out  # free this trial's activity before the next one is simulated
             if trial == n_trials - 1:
                 yield chunk, readouts
 

@@ -327,5 +327,7 @@ class SpikingNetwork(nn.Module):
             )
         n_in = weight.shape[1]
         scale = sigma / math.sqrt(power) if power > 1e-12 else 1.0 / math.sqrt(n_in)
-        noise = torch.randn(weight.shape, generator=generator, device=generator.device)
+        noise = torch.randn(
+            weight.shape, generator=generator, device=generator.device, dtype=DTYPE
+        )
         weight.copy_(noise.to(weight) * scale)

@@ -439,3 +439,121 @@ def test_skops_roundtrip(tmp_path):
         skops_io.load(path)
     loaded = skops_io.load(path, trusted=sorted(SKOPS_TYPES))
     np.testing.assert_array_equal(loaded.predict_proba(X), clf.predict_proba(X))
+
+
+# --------------------------------------------------------------------------------------------
+# Forged configurations: a consistent checksum does not make a file trustworthy
+# --------------------------------------------------------------------------------------------
+def _set(path, value):
+    """An edit of params.json that sets the entry at ``path`` (keys from the top)."""
+
+    def edit(document):
+        target = document
+        for key in path[:-1]:
+            target = target[key]
+        target[path[-1]] = value
+
+    return edit
+
+
+_MODULE = ("fitted", "module")
+_LIF = (*_MODULE, "lif")
+FORGED = {
+    "n_steps 1e8 (float)": _set((*_MODULE, "n_steps"), 1e8),
+    "n_steps 10**8": _set((*_MODULE, "n_steps"), 10**8),
+    "n_steps 0": _set((*_MODULE, "n_steps"), 0),
+    "n_steps parameter 10**8": _set(("params", "n_steps"), 10**8),
+    "predict_trials 10**9": _set(("params", "predict_trials"), 10**9),
+    "hidden size 100000": _set((*_MODULE, "hidden_layer_sizes"), [100000]),
+    "hidden size 0": _set((*_MODULE, "hidden_layer_sizes"), [0]),
+    "hidden sizes empty": _set((*_MODULE, "hidden_layer_sizes"), []),
+    "hidden size string": _set((*_MODULE, "hidden_layer_sizes"), ["8"]),
+    "n_inputs negative": _set((*_MODULE, "n_inputs"), -4),
+    "recurrent as string": _set((*_MODULE, "recurrent"), "yes"),
+    "recurrent without arrays": _set((*_MODULE, "recurrent"), True),
+    "unknown encoding": _set((*_MODULE, "encoding"), "morse"),
+    "unknown engine": _set((*_MODULE, "engine"), "gpu"),
+    "extra network key": _set((*_MODULE, "dropout"), 0.5),
+    "alpha_mem string": _set((*_LIF, "alpha_mem"), "0.9"),
+    "alpha_mem above 1": _set((*_LIF, "alpha_mem"), 1.5),
+    "alpha_syn negative": _set((*_LIF, "alpha_syn"), -0.1),
+    "negative temperature": _set((*_LIF, "temperature"), -5.0),
+    "infinite temperature": _set((*_LIF, "temperature"), float("inf")),
+    "zero threshold": _set((*_LIF, "threshold"), 0.0),
+    "threshold NaN": _set((*_LIF, "threshold"), float("nan")),
+    "unknown reset": _set((*_LIF, "reset"), "maybe"),
+    "detach_reset number": _set((*_LIF, "detach_reset"), 1),
+    "surrogate as string": _set((*_LIF, "surrogate"), "matched"),
+    "missing lif field": lambda d: d["fitted"]["module"]["lif"].pop("threshold"),
+    "input ndim 7": _set(("fitted", "_input_ndim"), 7),
+    "prediction seed 2**40": _set(("fitted", "_predict_seed"), 2**40),
+    "n_iter_ negative": _set(("fitted", "n_iter_"), -1),
+    "loss curve too short": _set(("fitted", "loss_curve_"), [0.5]),
+    "loss curve strings": _set(("fitted", "loss_curve_"), ["a", "b"]),
+    "rng of another kind": _set(("fitted", "rng"), ["PCG64", 0, 0, 0.0]),
+    "rng position 10**6": _set(("fitted", "rng"), ["MT19937", 10**6, 0, 0.0]),
+    "unknown optimizer entry": _set(("fitted", "optimizer", "state", "0"), ["momentum"]),
+    "optimizer entry for a parameter out of range": _set(
+        ("fitted", "optimizer", "state", "99"), ["exp_avg", "exp_avg_sq", "step"]
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(FORGED))
+def test_forged_configuration_rejected(saved, tmp_path, case):
+    path = _rewrite(saved, tmp_path / "forged.sksnn", params=FORGED[case])
+    with pytest.raises(sio.ModelFileError):
+        sio.load(path)
+
+
+def _poke_array(name, value):
+    def edit(content):
+        content[name] = content[name].copy()
+        content[name].flat[0] = value
+
+    return edit
+
+
+@pytest.mark.parametrize(
+    "name, value",
+    [
+        ("module.weights.0", np.nan),
+        ("module.readout_bias", np.inf),
+        ("optimizer.0.exp_avg_sq", -1.0),
+        ("firing_rates_", 2.0),
+    ],
+)
+def test_forged_array_values_rejected(saved, tmp_path, name, value):
+    path = _rewrite(saved, tmp_path / "forged.sksnn", arrays=_poke_array(name, value))
+    with pytest.raises(sio.ModelFileError, match="(?i)" + name.split(".")[0]):
+        sio.load(path)
+
+
+def test_unsorted_classes_rejected(saved, tmp_path):
+    def edit(content):
+        content["classes_"] = content["classes_"][::-1].copy()
+
+    with pytest.raises(sio.ModelFileError, match="classes_"):
+        sio.load(_rewrite(saved, tmp_path / "forged.sksnn", arrays=edit))
+
+
+def test_regressor_target_statistics_checked(tmp_path):
+    X, _ = _data()
+    reg = SpikingRegressor(**SMALL).fit(X, X[:, :2])
+    path = tmp_path / "reg.sksnn"
+    sio.save(reg, path)
+    with pytest.raises(sio.ModelFileError, match="_y_scale"):
+        sio.load(_rewrite(path, tmp_path / "a.sksnn", arrays=_poke_array("_y_scale", -1.0)))
+    with pytest.raises(sio.ModelFileError, match="one output"):
+        sio.load(_rewrite(path, tmp_path / "b.sksnn", params=_set(("fitted", "_y_ndim"), 1)))
+    with pytest.raises(sio.ModelFileError, match="_y_count"):
+        sio.load(_rewrite(path, tmp_path / "c.sksnn", params=_set(("fitted", "_y_count"), 0)))
+
+
+def test_optimizer_settings_come_from_the_estimator_not_the_file(saved, tmp_path):
+    def edit(document):
+        document["fitted"]["optimizer"]["param_groups"] = {"__tuple__": []}
+        document["params"]["learning_rate_init"] = 0.01
+
+    loaded = sio.load(_rewrite(saved, tmp_path / "lr.sksnn", params=edit))
+    assert [g["lr"] for g in loaded._optimizer.param_groups] == [0.01]
