@@ -265,6 +265,8 @@ def save(estimator: SpikingClassifier | SpikingRegressor, path: PathOrFile) -> N
     TypeError
         If the estimator is not an sksnn estimator, or a parameter cannot be stored (e.g. a
         surrogate type that is not registered).
+    ValueError
+        If a parameter is invalid (as ``fit`` would say): :func:`load` would refuse the file.
 
     Examples
     --------
@@ -283,6 +285,7 @@ def save(estimator: SpikingClassifier | SpikingRegressor, path: PathOrFile) -> N
             f"sksnn.io.save expects a SpikingClassifier or SpikingRegressor, "
             f"got {type(estimator).__name__}."
         )
+    estimator._validate_params()
     document: dict[str, Any] = {
         "estimator": type(estimator).__name__,
         "params": _params_json(estimator),

@@ -10,6 +10,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 
@@ -557,3 +559,49 @@ def test_optimizer_settings_come_from_the_estimator_not_the_file(saved, tmp_path
 
     loaded = sio.load(_rewrite(saved, tmp_path / "lr.sksnn", params=edit))
     assert [g["lr"] for g in loaded._optimizer.param_groups] == [0.01]
+
+
+def _is_real(v):
+    return isinstance(v, int | float) and not isinstance(v, bool) and np.isfinite(v)
+
+
+def _is_int(v):
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+# field path in params.json -> does a value keep the file valid?
+EDITABLE = {
+    (*_MODULE, "n_steps"): lambda v: _is_int(v) and 1 <= v <= sio.MAX_STEPS,
+    (*_LIF, "alpha_mem"): lambda v: _is_real(v) and 0 <= v <= 1,
+    (*_LIF, "alpha_syn"): lambda v: _is_real(v) and 0 <= v <= 1,
+    (*_LIF, "threshold"): lambda v: _is_real(v) and v > 0,
+    (*_LIF, "temperature"): lambda v: _is_real(v) and v >= 0,
+    (*_LIF, "reset"): lambda v: v in ("zero", "subtract", "none"),
+    (*_LIF, "detach_reset"): lambda v: isinstance(v, bool),
+    (*_MODULE, "encoding"): lambda v: v in ("current", "rate", "latency"),
+    ("fitted", "_predict_seed"): lambda v: _is_int(v) and 0 <= v <= 2**31 - 1,
+    ("params", "predict_trials"): lambda v: _is_int(v) and 1 <= v <= sio.MAX_PREDICT_TRIALS,
+}
+VALUES = st.one_of(
+    st.integers(-(2**40), 2**40),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.sampled_from(["zero", "none", "rate", "x", ""]),
+    st.booleans(),
+    st.none(),
+    st.lists(st.integers(-2, 2), max_size=2),
+)
+
+
+@settings(max_examples=120, derandomize=True, deadline=None)
+@given(field=st.sampled_from(sorted(EDITABLE)), value=VALUES)
+def test_edited_file_loads_exactly_when_its_values_are_in_range(
+    saved, tmp_path_factory, field, value
+):
+    path = _rewrite(saved, tmp_path_factory.mktemp("edit") / "m.sksnn", params=_set(field, value))
+    if not EDITABLE[field](value):
+        with pytest.raises(sio.ModelFileError):
+            sio.load(path)
+        return
+    loaded = sio.load(path)
+    if loaded.module_.n_steps <= 1000 and loaded.predict_trials <= 100:
+        assert np.isfinite(loaded.predict_proba(_data()[0])).all()
