@@ -18,7 +18,11 @@ registered in :data:`sksnn.surrogates.SURROGATES`, and every array must have exa
 dtype and shape the rebuilt network expects. Anything else raises :class:`ModelFileError`.
 
 The checksum detects corrupted or carelessly edited files; it is not a signature, since anyone
-who can write the file can recompute it. Pickle and joblib files of the estimators (which the
+who can write the file can recompute it. A model file is therefore validated like any input
+from outside: every configuration field and fitted attribute is checked for type, range and
+consistency with the arrays before anything is allocated (at most :data:`MAX_STEPS` simulation
+steps and :data:`MAX_PREDICT_TRIALS` prediction trials), and the optimiser's settings come from
+the estimator's parameters rather than from the file. Pickle and joblib files of the estimators (which the
 estimators also support) can run arbitrary code when loaded: load those only from sources you
 trust, and prefer this format to share models.
 
