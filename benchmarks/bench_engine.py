@@ -159,7 +159,7 @@ def _data(w: Workload, n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _lif_parameters(temperature: float = 0.1):
-    from sksnn.lif import LIFParameters
+    from sksnn.neuron import LIFParameters
     from sksnn.surrogates import SigmoidNoise, get_surrogate
 
     # The estimators' defaults: sigmoid escape noise, matched surrogate with beta = 1 / T
@@ -175,8 +175,8 @@ def _lif_parameters(temperature: float = 0.1):
 def _sksnn_step(w: Workload, engine: str, x, y, device: str, events: bool = False):
     import torch
     import torch.nn.functional as F
-
     from sksnn._training import input_events
+
     from sksnn.network import SpikingNetwork, reduce_readout
     from sksnn.noise import GeneratorNoise
 

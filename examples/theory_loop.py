@@ -85,11 +85,11 @@ def spiking_panel(n_points: int = 48):
         n_inputs=2, hidden_layer_sizes=(1, 1), n_steps=6, temperature=0.25, random_state=0
     )
     with torch.no_grad():
-        net.weights[0].copy_(torch.tensor([[1.2, 0.8]]))
-        net.weights[1].copy_(torch.tensor([[3.0]]))
-        net.readout_weight.fill_(2.0)
+        net.layers[0].weight.copy_(torch.tensor([[1.2, 0.8]]))
+        net.layers[1].weight.copy_(torch.tensor([[3.0]]))
+        net.readout.weight.fill_(2.0)
     X, y = np.array([[1.0, 0.5]]), np.array([[1.0]])
-    params = ("weights.0", "weights.1")
+    params = ("layers.0.weight", "layers.1.weight")
     center = np.array([1.2, 0.8, 3.0])
     d1, d2 = random_plane(3, random_state=0)
     loops = loop_integral(
@@ -103,8 +103,8 @@ def spiking_panel(n_points: int = 48):
     probe = with_lif(net)
     for point in circle(center, d1, d2, 1.0, phi):
         with torch.no_grad():
-            probe.weights[0].copy_(torch.as_tensor(point[:2]).reshape(1, 2))
-            probe.weights[1].copy_(torch.as_tensor(point[2:]).reshape(1, 1))
+            probe.layers[0].weight.copy_(torch.as_tensor(point[:2]).reshape(1, 2))
+            probe.layers[1].weight.copy_(torch.as_tensor(point[2:]).reshape(1, 1))
         values.append(expected_loss(probe, X, y))
         if not values[1:]:
             # The deterministic network's own loss at angle 0, where its integral starts.

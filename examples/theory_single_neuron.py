@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sksnn.lif import LIFParameters
+from sksnn.neuron import LIFParameters
 from sksnn.surrogates import get_surrogate
 from sksnn.theory import (
     cosine_similarity,
@@ -109,8 +109,8 @@ def main() -> None:
 
     with_reset = replace(lif, reset="zero", surrogate=get_surrogate("matched", 1 / T))
     reset_cmp = [single_neuron_gradients([w], inputs, with_reset) for w in weights[::2]]
-    reset_exact = np.array([c.exact["weights.0"].item() for c in reset_cmp])
-    reset_sur = np.array([c.surrogate["weights.0"].item() for c in reset_cmp])
+    reset_exact = np.array([c.exact["layers.0.weight"].item() for c in reset_cmp])
+    reset_sur = np.array([c.surrogate["layers.0.weight"].item() for c in reset_cmp])
     print(
         "with reset to zero: relative error of the expected matched surrogate gradient over the "
         f"sweep {relative_error(reset_sur, reset_exact):.2f}"

@@ -23,21 +23,22 @@ from sklearn.utils.validation import (
     validate_data,
 )
 
-from ._progress import EpochReporter
-from ._training import (
+from ._trainer import (
+    SEED_MAX,
     EpochResult,
+    Trainer,
+    TrainingData,
     batch_memory,
     check_batch_fits,
     input_events,
-    restore,
-    snapshot,
-    train_epoch,
 )
 from ._version import __version__
 from .encoding import ENCODINGS
-from .exceptions import InconsistentVersionWarning, TrainingDivergedError
-from .lif import ENGINES, RESETS, LIFParameters, decay, resolve_engine
-from .network import READOUTS, NetworkOutput, SpikingNetwork, reduce_readout
+from .engines import ENGINES, get_engine
+from .exceptions import InconsistentVersionWarning
+from .losses import cross_entropy, reduce_readout, squared_error
+from .network import READOUTS, NetworkOutput, SpikingNetwork
+from .neuron import RESETS, LIFParameters, decay
 from .noise import CounterNoise, GeneratorNoise, sample_keys
 from .surrogates import ESCAPE_NOISE, SURROGATES, Surrogate, get_escape_noise, get_surrogate
 
@@ -53,7 +54,7 @@ __all__ = [
 # overhead of the time loop stays amortised.
 _INFERENCE_ELEMENTS = 1 << 21
 _MIN_CHUNK = 256
-_SEED_MAX = 2**31 - 1
+_SEED_MAX = SEED_MAX
 # A fit whose final loss exceeds this multiple of a constant prediction's loss has diverged.
 DIVERGENCE_FACTOR = 10.0
 
@@ -381,8 +382,6 @@ class _BaseSpiking(BaseEstimator):
         self.module_.encoding = self.encoding
         self.module_.n_steps = self.n_steps
         self.module_.engine = self.engine
-        for group in self._optimizer.param_groups:
-            group["lr"] = self.learning_rate_init
 
     def _fit(self, X, y, sample_weight, *, incremental: bool, classes=None):
         first_call = not (hasattr(self, "module_") and (incremental or self.warm_start))
@@ -419,75 +418,46 @@ class _BaseSpiking(BaseEstimator):
                 n_inputs,
                 self._hidden_sizes(),
                 self._n_readout(),
-                resolve_engine(self.engine),
+                get_engine(self.engine),
                 dense_input=X.ndim == 3 or self.encoding != "current",
             ),
             device,
         )
         if first_call:
             self._build(n_inputs, self._n_readout(), X, device)
-        else:
+        trainer = Trainer(self.module_, self._optimizer)
+        if not first_call:
             self._refresh_hyperparameters()
-            self.module_.to(device)
-            for state in self._optimizer.state.values():
-                for k, v in state.items():
-                    if torch.is_tensor(v):
-                        state[k] = v.to(device)
+            trainer.set_learning_rate(self.learning_rate_init)
+            trainer.to(device)
         if commit_targets is not None:
             commit_targets()
 
         y_t = torch.as_tensor(y_enc, device=device)
         X_t = _as_tensor(X).to(device)
-        events = input_events(X_t, self.module_)
         sw_t = torch.as_tensor(sw / sw.mean(), dtype=torch.float32, device=device)
 
-        n_epochs = 1 if incremental else self.max_iter
-        stopped = False
-        for _ in range(n_epochs):
-            order = self._rng.permutation(len(X)) if self.shuffle else np.arange(len(X))
-            reporter = (
-                EpochReporter(self.n_iter_ + 1, -(-len(X) // batch_size)) if self.verbose else None
-            )
-            good = snapshot(self.module_, self._optimizer)
-            try:
-                result = train_epoch(
-                    self.module_,
-                    self._optimizer,
-                    X_t,
-                    y_t,
-                    sw_t,
-                    self._loss,
-                    batch_size=batch_size,
-                    order=order,
-                    noise=GeneratorNoise(self._rng.randint(_SEED_MAX), device),
-                    alpha=self.alpha,
-                    activity_reg=self.activity_reg,
-                    on_batch=None if reporter is None else reporter.batch,
-                    events=events,
-                )
-            except TrainingDivergedError:
-                restore(self.module_, self._optimizer, good)
-                raise
-            except KeyboardInterrupt:
-                # Keep a usable model: the weights after the last completed epoch, consistent
-                # with n_iter_ and loss_curve_; warm_start or partial_fit continue from there.
-                restore(self.module_, self._optimizer, good)
-                warnings.warn(
-                    f"{type(self).__name__}.fit was interrupted during epoch {self.n_iter_ + 1}; "
-                    f"the estimator keeps the weights after epoch {self.n_iter_}.",
-                    UserWarning,
-                    stacklevel=3,
-                )
-                raise
+        def on_epoch(result: EpochResult) -> None:
             self._record_epoch(result, len(X))
             if X_val is not None:
-                self.validation_scores_.append(self._score_validation(X_val, y_val))
-            if reporter is not None:
-                val = self.validation_scores_[-1] if X_val is not None else None
-                reporter.close(result.loss, result.firing_rates, result.seconds, val)
-            if not incremental and self._update_no_improvement():
-                stopped = True
-                break
+                result.validation = self._score_validation(X_val, y_val)
+                self.validation_scores_.append(result.validation)
+
+        stopped = trainer.run(
+            TrainingData(X_t, y_t, sw_t, input_events(X_t, self.module_)),
+            self._loss,
+            n_epochs=1 if incremental else self.max_iter,
+            rng=self._rng,
+            shuffle=self.shuffle,
+            batch_size=batch_size,
+            alpha=self.alpha,
+            activity_reg=self.activity_reg,
+            first_epoch=self.n_iter_ + 1,
+            on_epoch=on_epoch,
+            should_stop=lambda: not incremental and self._update_no_improvement(),
+            verbose=self.verbose,
+            name=f"{type(self).__name__}.fit",
+        )
         if self.early_stopping and not incremental and self._best_state is not None:
             self.module_.load_state_dict(self._best_state)
         self._warn_if_diverged(y_enc)
@@ -677,7 +647,7 @@ class _BaseSpiking(BaseEstimator):
         if not (isinstance(n_trials, Integral) and n_trials >= 1):
             raise ValueError(f"n_trials must be a positive integer, got {n_trials!r}.")
         X = self._validate_X(X, reset=False)
-        n_layers = len(self.module_.weights)
+        n_layers = len(self.module_.layers)
         spikes = [[] for _ in range(n_layers)]
         membranes = [[] for _ in range(n_layers)]
         output = []
@@ -791,9 +761,9 @@ def _copy_module(module: torch.nn.Module, device: torch.device) -> torch.nn.Modu
 def _module_config(module: SpikingNetwork) -> dict:
     """Constructor arguments that rebuild ``module`` (see :class:`SpikingNetwork`)."""
     return {
-        "n_inputs": module.weights[0].shape[1],
+        "n_inputs": module.n_inputs,
         "hidden_layer_sizes": module.hidden_layer_sizes,
-        "n_outputs": module.readout_weight.shape[0],
+        "n_outputs": module.n_outputs,
         "lif": module.lif,
         "recurrent": module.recurrent,
         "encoding": module.encoding,
@@ -981,8 +951,7 @@ class SpikingClassifier(ClassifierMixin, _BaseSpiking):
         return float(-(p * np.log(p)).sum()), "the class frequencies"
 
     def _loss(self, out: NetworkOutput, y: torch.Tensor) -> torch.Tensor:
-        logits = reduce_readout(out.output, self._readout_mode())
-        return torch.nn.functional.cross_entropy(logits, y, reduction="none")
+        return cross_entropy(out.output, y, self._readout_mode())
 
     def _score_validation(self, X: np.ndarray, y: np.ndarray) -> float:
         return float(np.mean(self._predict_encoded(X) == y))
@@ -1151,8 +1120,7 @@ firing_rates_
         return float(0.5 * np.mean(centred.astype(np.float64) ** 2)), "the mean"
 
     def _loss(self, out: NetworkOutput, y: torch.Tensor) -> torch.Tensor:
-        pred = reduce_readout(out.output, self._readout_mode())
-        return 0.5 * (pred - y).pow(2).mean(dim=1)
+        return squared_error(out.output, y, self._readout_mode())
 
     def _score_validation(self, X: np.ndarray, y: np.ndarray) -> float:
         from sklearn.metrics import r2_score

@@ -22,9 +22,11 @@ who can write the file can recompute it. A model file is therefore validated lik
 from outside: every configuration field and fitted attribute is checked for type, range and
 consistency with the arrays before anything is allocated (at most :data:`MAX_STEPS` simulation
 steps and :data:`MAX_PREDICT_TRIALS` prediction trials), and the optimiser's settings come from
-the estimator's parameters rather than from the file. Pickle and joblib files of the estimators (which the
-estimators also support) can run arbitrary code when loaded: load those only from sources you
-trust, and prefer this format to share models.
+the estimator's parameters rather than from the file.
+
+Pickle and joblib files of the estimators (which the estimators also support) can run arbitrary
+code when loaded: load those only from sources you trust, and prefer this format to share
+models.
 
 Notes
 -----
@@ -55,14 +57,15 @@ from sklearn.preprocessing import LabelEncoder
 
 from ._version import __version__
 from .encoding import ENCODINGS
+from .engines import ENGINES
 from .estimators import (
     _SEED_MAX,
     InconsistentVersionWarning,
     SpikingClassifier,
     SpikingRegressor,
 )
-from .lif import ENGINES, RESETS, LIFParameters
 from .network import SpikingNetwork
+from .neuron import RESETS, LIFParameters
 from .surrogates import ESCAPE_NOISE, SURROGATES, EscapeNoise, Surrogate
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "ModelFileError", "load", "save"]
@@ -196,9 +199,9 @@ def _fitted_state(estimator) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     }
     state: dict[str, Any] = {
         "module": {
-            "n_inputs": int(module.weights[0].shape[1]),
+            "n_inputs": int(module.n_inputs),
             "hidden_layer_sizes": list(module.hidden_layer_sizes),
-            "n_outputs": int(module.readout_weight.shape[0]),
+            "n_outputs": int(module.n_outputs),
             "recurrent": bool(module.recurrent),
             "encoding": module.encoding,
             "n_steps": int(module.n_steps),
@@ -493,11 +496,13 @@ def _network_shapes(config: Any) -> dict[str, Any]:
         "engine": config["engine"],
     }
     fan_in = [n_inputs, *sizes[:-1]]
-    shapes = {f"weights.{i}": (h, n) for i, (n, h) in enumerate(zip(fan_in, sizes, strict=True))}
-    if config["recurrent"]:
-        shapes.update({f"recurrent_weights.{i}": (h, h) for i, h in enumerate(sizes)})
-    shapes["readout_weight"] = (n_outputs, sizes[-1])
-    shapes["readout_bias"] = (n_outputs,)
+    shapes = {}
+    for i, (n, h) in enumerate(zip(fan_in, sizes, strict=True)):
+        shapes[f"layers.{i}.weight"] = (h, n)
+        if config["recurrent"]:
+            shapes[f"layers.{i}.recurrent_weight"] = (h, h)
+    shapes["readout.weight"] = (n_outputs, sizes[-1])
+    shapes["readout.bias"] = (n_outputs,)
     return {"arguments": arguments, "shapes": shapes}
 
 
@@ -519,7 +524,7 @@ def _restore_fitted(estimator, state: dict[str, Any], arrays: dict[str, np.ndarr
     shapes = network["shapes"]
     n_features, n_outputs = _int(state, "n_features_in_", 1), _int(state, "n_outputs_", 1)
     n_inputs = network["arguments"]["n_inputs"]
-    if n_inputs != n_features or shapes["readout_bias"] != (n_outputs,):
+    if n_inputs != n_features or shapes["readout.bias"] != (n_outputs,):
         raise ModelFileError(
             "The network does not match n_features_in_/n_outputs_ of the model file."
         )

@@ -1,9 +1,9 @@
-"""The stochastic spiking network as a ``torch.nn.Module``.
+"""The stochastic spiking network as a ``torch.nn.Module``: encoder, LIF layers, readout.
 
-Input encoding, a stack of LIF layers (optionally recurrent) and a non-spiking leaky-integrator
-readout. The module takes inputs batch-major as users hold them, ``(n_samples, n_features)`` or
-``(n_samples, n_steps, n_inputs)``, and returns the readout potential over time; everything
-about time loops stays in here and in :mod:`sksnn.lif`.
+The module takes inputs batch-major as users hold them, ``(n_samples, n_features)`` or
+``(n_samples, n_steps, n_inputs)``, or the spike events of a 3-D batch, and returns the readout
+potential over time. The time loops belong to the layers' engine (:mod:`sksnn.engines`),
+chosen by name once, when the network is built or its ``engine`` is set.
 """
 
 from __future__ import annotations
@@ -15,19 +15,19 @@ from itertools import pairwise
 import torch
 from torch import Tensor, nn
 
-from ._fused import lif_fused_projected
-from ._sparse import BinaryPattern, StepPattern, binary_linear, binary_pattern
+from ._sparse import StepPattern
 from .encoding import ENCODINGS, encode
-from .lif import LIFParameters, leaky_readout, lif_layer, resolve_engine
+from .engines import Engine, LayerInput, get_engine
+from .engines.base import project
+from .layers import DTYPE, LeakyReadout, LIFLayer, leaky_readout
+from .losses import reduce_readout
+from .neuron import LIFParameters
 from .noise import NoiseSource
 
-__all__ = ["READOUTS", "NetworkOutput", "SpikingNetwork", "project", "reduce_readout"]
+__all__ = ["READOUTS", "NetworkOutput", "SpikingNetwork", "reduce_readout"]
 
 READOUTS = ("max", "mean", "last")
 
-# The network simulates in float32 whatever torch's default dtype is: inputs are converted to
-# float32 by the estimators, and the weights must match them.
-DTYPE = torch.float32
 # Target standard deviation of the free membrane potential at initialisation, in units of the
 # threshold (fluctuation-driven initialisation, Rossbroich, Gygax & Zenke 2022): large enough
 # that a fresh network spikes on any input, small enough that it does not saturate.
@@ -57,62 +57,6 @@ class NetworkOutput:
     membranes: list[Tensor] | None = None
 
 
-def project(x: Tensor, weight: Tensor, *, sparse: bool = False, binary: bool = False) -> Tensor:
-    """Input currents ``x @ weight.T`` for all time steps at once, time-major.
-
-    A stride-0 time axis (constant input, e.g. the current encoding) is projected once and
-    expanded, so the matrix product costs one step instead of ``n_steps``. A batch-major input
-    seen through a transposed view (3-D ``X``) is projected in its own memory order and the
-    result returned as a transposed view, which saves copying the input.
-
-    Parameters
-    ----------
-    x : Tensor, shape (n_steps, n_samples, n_in)
-    weight : Tensor, shape (n_out, n_in)
-    sparse : bool, default=False
-        Allow the event-driven product of :mod:`sksnn._sparse` when ``x`` is 0/1 and sparse
-        enough (decided per call from the measured density).
-    binary : bool, default=False
-        ``x`` is known to hold only 0 and 1 (spikes); otherwise that is checked first.
-    """
-    n_steps, n_samples, _ = x.shape
-    n_out = weight.shape[0]
-    if n_steps > 1 and x.stride(0) == 0:
-        return (x[0] @ weight.T).unsqueeze(0).expand(n_steps, n_samples, n_out)
-    x2, batch_major = _memory_rows(x)
-    pattern = binary_pattern(x2, n_out, known_binary=binary) if sparse else None
-    out = x2 @ weight.T if pattern is None else binary_linear(x2, weight, pattern)
-    if batch_major:
-        return out.reshape(n_samples, n_steps, n_out).transpose(0, 1)
-    return out.reshape(n_steps, n_samples, n_out)
-
-
-def _memory_rows(x: Tensor) -> tuple[Tensor, bool]:
-    """``x`` (n_steps, n_samples, n) as a 2-D matrix in its memory order, and whether that
-    order is batch-major (``x`` a transposed view of a batch-major tensor)."""
-    n_steps, _, n_in = x.shape
-    batch_major = n_steps > 1 and not x.is_contiguous() and x.transpose(0, 1).is_contiguous()
-    return (x.transpose(0, 1) if batch_major else x).reshape(-1, n_in), batch_major
-
-
-def _input_pattern(x: Tensor, weight: Tensor, binary: bool) -> BinaryPattern | None:
-    """The event-driven pattern of a layer input when it is 0/1 and sparse enough, else None."""
-    if x.shape[0] > 1 and x.stride(0) == 0:
-        return None  # constant over time: projected once, densely
-    return binary_pattern(_memory_rows(x)[0], weight.shape[0], known_binary=binary)
-
-
-def reduce_readout(output: Tensor, readout: str) -> Tensor:
-    """Collapse the readout over time (axis 0): "max", "mean" or "last"."""
-    if readout == "max":
-        return output.max(dim=0).values
-    if readout == "mean":
-        return output.mean(dim=0)
-    if readout == "last":
-        return output[-1]
-    raise ValueError(f"readout must be one of {READOUTS}, got {readout!r}.")
-
-
 class SpikingNetwork(nn.Module):
     """Feed-forward (optionally recurrent) stochastic LIF network with a leaky readout.
 
@@ -130,7 +74,7 @@ class SpikingNetwork(nn.Module):
     n_steps : int, default=50
         Steps simulated for 2-D input; 3-D input brings its own.
     engine : str, default="auto"
-        LIF implementation (see :func:`sksnn.lif.lif_layer`).
+        Name of the LIF engine (:func:`sksnn.engines.get_engine`).
     """
 
     def __init__(
@@ -149,130 +93,106 @@ class SpikingNetwork(nn.Module):
         if encoding not in ENCODINGS:
             raise ValueError(f"encoding must be one of {ENCODINGS}, got {encoding!r}.")
         sizes = [int(n_inputs), *(int(h) for h in hidden_layer_sizes)]
+        if len(sizes) < 2 or min(sizes) < 1 or int(n_outputs) < 1:
+            raise ValueError(
+                f"A network needs positive sizes, got {n_inputs} inputs, hidden layers "
+                f"{tuple(hidden_layer_sizes)} and {n_outputs} outputs."
+            )
         self.lif = lif
         self.encoding = encoding
         self.n_steps = int(n_steps)
         self.engine = engine
-        self.weights = nn.ParameterList(
-            nn.Parameter(torch.empty(n_out, n_in, dtype=DTYPE)) for n_in, n_out in pairwise(sizes)
+        self.layers = nn.ModuleList(
+            LIFLayer(n_in, n_out, recurrent) for n_in, n_out in pairwise(sizes)
         )
-        self.recurrent_weights = nn.ParameterList(
-            nn.Parameter(torch.empty(n, n, dtype=DTYPE)) for n in (sizes[1:] if recurrent else [])
-        )
-        self.readout_weight = nn.Parameter(torch.empty(n_outputs, sizes[-1], dtype=DTYPE))
-        self.readout_bias = nn.Parameter(torch.zeros(n_outputs, dtype=DTYPE))
+        self.readout = LeakyReadout(sizes[-1], int(n_outputs))
         # Placeholder scale until initialize() sees data; keeps a bare module usable.
         with torch.no_grad():
-            for w in [*self.weights, *self.recurrent_weights, self.readout_weight]:
+            for w in self.connection_weights():
                 w.normal_(0.0, 1.0 / math.sqrt(w.shape[1]))
 
     @property
+    def engine(self) -> str:
+        """Name of the LIF engine; setting it resolves the engine object once."""
+        return self._engine_name
+
+    @engine.setter
+    def engine(self, name: str) -> None:
+        self._engine = get_engine(name)
+        self._engine_name = name
+
+    @property
+    def engine_object(self) -> Engine:
+        return self._engine
+
+    @property
     def recurrent(self) -> bool:
-        return len(self.recurrent_weights) > 0
+        return self.layers[0].recurrent_weight is not None
 
     @property
     def hidden_layer_sizes(self) -> tuple[int, ...]:
-        return tuple(w.shape[0] for w in self.weights)
+        return tuple(layer.n_units for layer in self.layers)
 
-    def encode(self, x: Tensor, noise: NoiseSource | None) -> Tensor:
-        """Time-major input (n_steps, n_samples, n_inputs) from 2-D features or 3-D sequences."""
+    @property
+    def n_inputs(self) -> int:
+        return self.layers[0].weight.shape[1]
+
+    @property
+    def n_outputs(self) -> int:
+        return self.readout.weight.shape[0]
+
+    def connection_weights(self) -> list[Tensor]:
+        """Feed-forward, then recurrent, then readout weights (biases excluded)."""
+        ff = [layer.weight for layer in self.layers]
+        rec = [
+            layer.recurrent_weight for layer in self.layers if layer.recurrent_weight is not None
+        ]
+        return [*ff, *rec, self.readout.weight]
+
+    def encode(self, x: Tensor, noise: NoiseSource | None) -> LayerInput:
+        """The first layer's input from 2-D features or 3-D sequences (batch-major)."""
         if x.ndim == 2:
-            return encode(x, self.encoding, self.n_steps, noise)
+            values = encode(x, self.encoding, self.n_steps, noise)
+            return LayerInput(values, binary=self.encoding in ("rate", "latency"))
         if x.ndim == 3:
-            return x.transpose(0, 1)
+            return LayerInput(x.transpose(0, 1))
         raise ValueError(f"Expected 2-D or 3-D input, got {x.ndim}-D.")
-
-    def _run_layer(
-        self,
-        index: int,
-        drive: Tensor,
-        noise: NoiseSource | None,
-        record: bool,
-        uniform: Tensor | None = None,
-    ) -> tuple[Tensor, Tensor | None]:
-        if self.lif.stochastic and uniform is None:
-            if noise is None:
-                raise ValueError("A stochastic network (temperature > 0) needs a noise source.")
-            uniform = noise.uniform(index + 1, tuple(drive.shape), drive.device)
-        recurrent_weight = self.recurrent_weights[index] if self.recurrent else None
-        return lif_layer(drive, self.lif, uniform, recurrent_weight, record, engine=self.engine)
-
-    def _layer(
-        self,
-        index: int,
-        h: Tensor,
-        weight: Tensor,
-        noise: NoiseSource | None,
-        record: bool,
-        fast: bool,
-        binary: bool,
-        pattern: BinaryPattern | StepPattern | None = None,
-    ) -> tuple[Tensor, Tensor | None]:
-        """Project the layer input ``h`` and run hidden layer ``index``."""
-        if pattern is None and fast:
-            pattern = _input_pattern(h, weight, binary)
-        if pattern is None:
-            return self._run_layer(index, project(h, weight), noise, record)
-        # Sparse 0/1 input: the projection runs inside the fused layer, block by block.
-        uniform = None
-        if self.lif.stochastic:
-            if noise is None:
-                raise ValueError("A stochastic network (temperature > 0) needs a noise source.")
-            shape = (h.shape[0], h.shape[1], weight.shape[0])
-            uniform = noise.uniform(index + 1, shape, h.device)
-        recurrent_weight = self.recurrent_weights[index] if self.recurrent else None
-        return lif_fused_projected(h, weight, pattern, self.lif, uniform, recurrent_weight, record)
 
     def forward(
         self,
-        x: Tensor,
+        x: Tensor | StepPattern,
         noise: NoiseSource | None = None,
         record_membrane: bool = False,
-        input_pattern: StepPattern | None = None,
     ) -> NetworkOutput:
         """Simulate the network on a batch.
 
         Parameters
         ----------
-        x : Tensor, shape (n_samples, n_features) or (n_samples, n_steps, n_inputs)
+        x : Tensor of shape (n_samples, n_features) or (n_samples, n_steps, n_inputs), or
+            StepPattern
+            Features, sequences, or the spike events of a 0/1 3-D batch grouped by step
+            (:meth:`sksnn._sparse.SampleEvents.batch`; engines with ``takes_events`` only).
         noise : NoiseSource, optional
             Uniform numbers for rate encoding and stochastic spikes.
         record_membrane : bool, default=False
-        input_pattern : StepPattern, optional
-            The active entries of a 0/1 3-D ``x``, grouped by step, when the caller has them
-            (:meth:`sksnn._sparse.SampleEvents.batch`): the fused engine then skips scanning
-            ``x`` (whose values are then not read). Fused engine only.
         """
-        if input_pattern is not None and (
-            x.ndim != 3
-            or input_pattern.n_samples != x.shape[0]
-            or input_pattern.n_rows != x.shape[0] * x.shape[1]
-            or input_pattern.n_cols != x.shape[2]
-        ):
-            raise ValueError("input_pattern does not describe x (3-D input, same shape).")
-        # The reference engine stays plain autograd throughout, projections included.
-        fast = resolve_engine(self.engine) != "reference"
-        if input_pattern is not None and not fast:
-            raise ValueError("input_pattern is read by the fused engine only.")
-        h = self.encode(x, noise)
-        binary = x.ndim == 2 and self.encoding in ("rate", "latency")
+        if isinstance(x, StepPattern):
+            if not self._engine.takes_events:
+                raise ValueError(f"The {self._engine.name} engine does not take spike events.")
+            if x.n_cols != self.n_inputs:
+                raise ValueError(
+                    f"The events have {x.n_cols} inputs, the network {self.n_inputs}."
+                )
+            layer_input = LayerInput(None, events=x, binary=True)
+        else:
+            layer_input = self.encode(x, noise)
         spikes, membranes = [], []
-        for index, weight in enumerate(self.weights):
-            h, u = self._layer(
-                index,
-                h,
-                weight,
-                noise,
-                record_membrane,
-                fast,
-                binary,
-                input_pattern if index == 0 else None,
-            )
-            spikes.append(h)
+        for index, layer in enumerate(self.layers):
+            s, u = layer(layer_input, self.lif, self._engine, noise, index + 1, record_membrane)
+            spikes.append(s)
             membranes.append(u)
-            binary = True
-        drive = project(h, self.readout_weight, sparse=fast, binary=True)
-        out = leaky_readout(drive, self.lif.alpha_syn, self.lif.alpha_mem) + self.readout_bias
+            layer_input = LayerInput(s, binary=True)
+        out = self.readout(spikes[-1], self.lif, self._engine)
         return NetworkOutput(out, spikes, membranes if record_membrane else None)
 
     @torch.no_grad()
@@ -288,19 +208,30 @@ class SpikingNetwork(nn.Module):
         initialization for spiking neural network training", Neuromorph. Comput. Eng. 2022).
         Layers are initialised in order, each on the spikes of the one below.
         """
-        h = self.encode(x, noise)
+        h = self.encode(x, noise).values
         target = SIGMA_U * self.lif.threshold
-        for index, weight in enumerate(self.weights):
+        for index, layer in enumerate(self.layers):
             ff_share = 1.0 - RECURRENT_SHARE if self.recurrent else 1.0
-            self._scale_to(weight, h, math.sqrt(ff_share) * target, generator)
+            self._scale_to(layer.weight, h, math.sqrt(ff_share) * target, generator)
             if self.recurrent:
-                rec = self.recurrent_weights[index]
-                rec.zero_()
-                s, _ = self._run_layer(index, project(h, weight), noise, False)
-                self._scale_to(rec, s, math.sqrt(RECURRENT_SHARE) * target, generator)
-            h, _ = self._run_layer(index, project(h, weight), noise, False)
-        self._scale_to(self.readout_weight, h, SIGMA_READOUT, generator)
-        self.readout_bias.zero_()
+                layer.recurrent_weight.zero_()
+                s = self._run_dense(layer, index, h, noise)
+                self._scale_to(
+                    layer.recurrent_weight, s, math.sqrt(RECURRENT_SHARE) * target, generator
+                )
+            h = self._run_dense(layer, index, h, noise)
+        self._scale_to(self.readout.weight, h, SIGMA_READOUT, generator)
+        self.readout.bias.zero_()
+
+    def _run_dense(self, layer: LIFLayer, index: int, h: Tensor, noise) -> Tensor:
+        """A layer's spikes from a dense projection of ``h`` (initialisation)."""
+        n_steps, n_samples = h.shape[:2]
+        uniform = layer.noise(noise, index + 1, n_steps, n_samples, self.lif)
+        drive = project(h, layer.weight)
+        spikes, _ = self._engine.run_currents(
+            drive, self.lif, uniform, layer.recurrent_weight, False
+        )
+        return spikes
 
     def _scale_to(
         self, weight: Tensor, inputs: Tensor, sigma: float, generator: torch.Generator
@@ -308,7 +239,7 @@ class SpikingNetwork(nn.Module):
         """Draw ``weight`` so the free potential it drives from ``inputs`` has std ``sigma``."""
         filtered = leaky_readout(inputs.contiguous(), self.lif.alpha_syn, self.lif.alpha_mem)
         # Mean squared norm, scaled by the largest value so that float32 cannot overflow, in
-        # place: a float64 copy of W1's filtered inputs (143 MB) cost its fit 0.15 s.
+        # place: a float64 copy of a large input's filtered values would cost memory and time.
         low = high = 0.0
         if filtered.numel():
             low, high = (v.item() for v in filtered.aminmax())  # no temporary, unlike abs()

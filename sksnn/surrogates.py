@@ -75,6 +75,10 @@ class EscapeNoise:
         """Derivative ``f'(x)``."""
         raise NotImplementedError
 
+    def is_logistic(self) -> bool:
+        """Whether ``f`` is the logistic sigmoid, which fast kernels compute in fused form."""
+        return False
+
 
 @dataclass(frozen=True)
 class SigmoidNoise(EscapeNoise):
@@ -92,6 +96,10 @@ class SigmoidNoise(EscapeNoise):
     def pdf(self, x: Tensor) -> Tensor:
         s = torch.sigmoid(x)
         return s * (1.0 - s)
+
+    def is_logistic(self) -> bool:
+        # a subclass that redefines the function is not the logistic any more
+        return type(self).cdf is SigmoidNoise.cdf and type(self).pdf is SigmoidNoise.pdf
 
 
 @dataclass(frozen=True)
@@ -200,6 +208,14 @@ class Surrogate:
         """An antiderivative of :meth:`derivative` (the CDF it is the density of, if any)."""
         raise NotImplementedError(f"{type(self).__name__} has no closed-form primitive.")
 
+    def logistic_steepness(self) -> float | None:
+        """``beta`` when the derivative is ``beta s (1 - s)`` with ``s = sigmoid(beta x)``.
+
+        Fast kernels then keep ``s`` from the forward pass and form the derivative from it in
+        one fused operation; None (the default) means they evaluate :meth:`derivative`.
+        """
+        return None
+
     def __call__(self, x: Tensor) -> Tensor:
         return self.derivative(x)
 
@@ -234,6 +250,10 @@ class Sigmoid(Surrogate):
     def derivative(self, x: Tensor) -> Tensor:
         s = torch.sigmoid(self.beta * x)
         return self.beta * s * (1.0 - s)
+
+    def logistic_steepness(self) -> float | None:
+        # only while the derivative is this one: a subclass may redefine it
+        return self.beta if type(self).derivative is Sigmoid.derivative else None
 
     def primitive(self, x: Tensor) -> Tensor:
         return torch.sigmoid(self.beta * x)
@@ -351,6 +371,10 @@ class Matched(Surrogate):
 
     def derivative(self, x: Tensor) -> Tensor:
         return self.beta * self.escape_noise.pdf(self.beta * x)
+
+    def logistic_steepness(self) -> float | None:
+        unchanged = type(self).derivative is Matched.derivative
+        return self.beta if unchanged and self.escape_noise.is_logistic() else None
 
     def primitive(self, x: Tensor) -> Tensor:
         return self.escape_noise.cdf(self.beta * x)

@@ -338,17 +338,17 @@ def test_extra_array_rejected(saved, tmp_path):
 
 def test_missing_array_rejected(saved, tmp_path):
     def edit(arrays):
-        del arrays["module.readout_bias"]
+        del arrays["module.readout.bias"]
 
-    with pytest.raises(sio.ModelFileError, match=r"missing the array 'module\.readout_bias'"):
+    with pytest.raises(sio.ModelFileError, match=r"missing the array 'module\.readout\.bias'"):
         sio.load(_rewrite(saved, tmp_path / "m.sksnn", arrays=edit))
 
 
 def test_wrong_shape_rejected(saved, tmp_path):
     def edit(arrays):
-        arrays["module.weights.0"] = np.zeros((8, 5), dtype=np.float32)
+        arrays["module.layers.0.weight"] = np.zeros((8, 5), dtype=np.float32)
 
-    with pytest.raises(sio.ModelFileError, match=r"'module.weights.0' has shape \(8, 5\)"):
+    with pytest.raises(sio.ModelFileError, match=r"'module.layers.0.weight' has shape \(8, 5\)"):
         sio.load(_rewrite(saved, tmp_path / "m.sksnn", arrays=edit))
 
 
@@ -423,7 +423,7 @@ def test_pickled_object_array_is_not_unpickled(saved, tmp_path):
 # the README); skops refuses to load it until the user lists them.
 SKOPS_TYPES = {
     "sksnn.estimators.SpikingClassifier",
-    "sksnn.lif.LIFParameters",
+    "sksnn.neuron.LIFParameters",
     "sksnn.surrogates.Matched",
     "sksnn.surrogates.SigmoidNoise",
 }
@@ -519,8 +519,8 @@ def _poke_array(name, value):
 @pytest.mark.parametrize(
     "name, value",
     [
-        ("module.weights.0", np.nan),
-        ("module.readout_bias", np.inf),
+        ("module.layers.0.weight", np.nan),
+        ("module.readout.bias", np.inf),
         ("optimizer.0.exp_avg_sq", -1.0),
         ("firing_rates_", 2.0),
     ],

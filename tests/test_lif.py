@@ -12,12 +12,20 @@ import itertools
 import pytest
 import torch
 
-from sksnn import _fused, _fused_steps
 from sksnn._sparse import binary_pattern
-from sksnn.lif import ENGINES, LIFParameters, lif_layer, lif_reference
-from sksnn.network import SpikingNetwork, reduce_readout
+from sksnn.engines import ENGINES, _fused, get_engine
+from sksnn.engines.reference import lif_reference
+from sksnn.losses import reduce_readout
+from sksnn.network import SpikingNetwork
+from sksnn.neuron import LIFParameters
 from sksnn.noise import GeneratorNoise
 from sksnn.surrogates import Surrogate, get_escape_noise, get_surrogate
+
+
+def lif_layer(drive, params, uniform=None, rec=None, record=False, engine="auto"):
+    """One layer driven by currents, on the named engine."""
+    return get_engine(engine).run_currents(drive, params, uniform, rec, record)
+
 
 # float64: the two gradient computations differ only in the order of additions (~1e-15
 # relative); 1e-10 leaves a wide margin and still catches any wrong term (errors of 1e-2+).
@@ -139,7 +147,7 @@ def test_user_defined_surrogate_subclass_is_not_taken_for_the_sigmoid():
             return 2.0 * super().derivative(x)
 
     params = LIFParameters(surrogate=Doubled(5.0))
-    assert _fused_steps.sigmoid_beta(params) is None
+    assert params.logistic_steepness is None
     g_doubled = _assert_same(params, torch.float64, False, False, False, RTOL64)
     g_plain = _assert_same(
         LIFParameters(surrogate=Sigmoid(5.0)), torch.float64, False, False, False, RTOL64
@@ -241,12 +249,12 @@ def test_no_graph_is_kept_per_step():
 def test_network_engines_agree(monkeypatch, x_shape, density, recurrent, hidden, projected):
     """Whole networks: same spikes, readout and parameter gradients from both engines, and
     the fused engine takes the projected (event-driven) path where the input is sparse."""
-    import sksnn.network
+    import sksnn.engines.fused
 
     calls = []
-    original = sksnn.network.lif_fused_projected
+    original = sksnn.engines.fused.lif_fused_projected
     monkeypatch.setattr(
-        sksnn.network,
+        sksnn.engines.fused,
         "lif_fused_projected",
         lambda *a, **k: calls.append(1) or original(*a, **k),
     )

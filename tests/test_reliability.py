@@ -244,7 +244,7 @@ def test_divergence_keeps_last_finite_weights_and_can_continue():
 # 3. Interruption
 # ------------------------------------------------------------------------------------------
 def test_keyboard_interrupt_keeps_last_completed_epoch(monkeypatch):
-    import sksnn.estimators as estimators
+    import sksnn._trainer as estimators
 
     rng = np.random.RandomState(0)
     X, y = rng.randn(80, 5), np.arange(80) % 2
@@ -407,7 +407,7 @@ def test_predict_on_a_million_rows_runs_in_bounded_memory():
 
 
 def test_a_batch_that_cannot_fit_fails_early(monkeypatch):
-    import sksnn._training as training
+    import sksnn._trainer as training
 
     monkeypatch.setattr(training, "available_memory", lambda device: 10 * 2**20)
     clf = SpikingClassifier(hidden_layer_sizes=(256,), n_steps=100, batch_size=200)

@@ -15,7 +15,8 @@ from sksnn._sparse import (
     binary_pattern,
     prefer_sparse,
 )
-from sksnn.network import project
+from sksnn.engines import get_engine
+from sksnn.engines.base import project as dense_project
 
 # float32 sums of the same terms in a different order: a few ulp of the largest partial sum.
 TOL = {"rtol": 1e-5, "atol": 1e-5}
@@ -131,6 +132,11 @@ def test_project_layouts_and_paths(layout):
         torch.testing.assert_close(gw, gw_expected, **TOL)
 
 
+def project(x, w, sparse):
+    """The fused engine's projection (event-driven when sparse enough) or the dense one."""
+    return get_engine("fused").project(x, w, binary=False) if sparse else dense_project(x, w)
+
+
 def _graph_names(t):
     names, stack = set(), [t.grad_fn]
     while stack:
@@ -169,9 +175,9 @@ def test_sample_events_gather_the_scanned_and_regrouped_pattern():
 
 def test_network_with_gathered_events_matches_scanning():
     """Training through SampleEvents gives bit-identical outputs and gradients."""
-    from sksnn._training import input_events
-    from sksnn.lif import LIFParameters
+    from sksnn._trainer import input_events
     from sksnn.network import SpikingNetwork
+    from sksnn.neuron import LIFParameters
     from sksnn.noise import GeneratorNoise
     from sksnn.surrogates import get_surrogate
 
@@ -184,18 +190,20 @@ def test_network_with_gathered_events_matches_scanning():
     assert events is not None  # 2 % density, 256 outputs: event-driven
     samples = np.array([3, 17, 0, 29, 8])
     results = []
-    for pattern in (None, events.batch(samples)):
-        out = net(data[samples], GeneratorNoise(5), input_pattern=pattern)
+    for batch in (data[samples], events.batch(samples)):
+        out = net(batch, GeneratorNoise(5))
         grads = torch.autograd.grad(out.output.square().sum(), list(net.parameters()))
         results.append((out.output, grads))
     (o1, g1), (o2, g2) = results
     # the same pattern, so the same operations in the same order: equal to the bit
     assert torch.equal(o1, o2)
     assert all(torch.equal(a, b) for a, b in zip(g1, g2, strict=True))
-    with pytest.raises(ValueError, match="input_pattern"):
-        net(data[samples[:4]], GeneratorNoise(5), input_pattern=events.batch(samples))
-    with pytest.raises(ValueError, match="input_pattern"):  # other input width
-        net(data[samples][..., :100], GeneratorNoise(5), input_pattern=events.batch(samples))
+    narrow = SpikingNetwork(100, (256,), 3, lif, n_steps=20, engine="fused")
+    with pytest.raises(ValueError, match="The events have 120 inputs, the network 100"):
+        narrow(events.batch(samples), GeneratorNoise(5))
+    net.engine = "reference"
+    with pytest.raises(ValueError, match="reference engine does not take spike events"):
+        net(events.batch(samples), GeneratorNoise(5))
 
 
 def test_fit_with_indexed_events_equals_fit_scanning_each_batch(monkeypatch):

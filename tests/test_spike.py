@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from sksnn.lif import LIFParameters, leaky_readout, lif_reference, psp_kernel
+from sksnn.engines.reference import lif_reference
+from sksnn.layers import leaky_readout
+from sksnn.neuron import LIFParameters, psp_kernel, spike, spike_probability
 from sksnn.noise import CounterNoise, GeneratorNoise, sample_keys
-from sksnn.spike import spike, spike_probability
 from sksnn.surrogates import get_escape_noise, get_surrogate
 
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from sksnn.lif import LIFParameters
+from sksnn.neuron import LIFParameters
 from sksnn.surrogates import Sigmoid, get_escape_noise, get_surrogate
 from sksnn.theory import (
     bias_study,
@@ -66,9 +66,9 @@ def _active_chain(temperature: float = 0.25):
         n_inputs=2, hidden_layer_sizes=(1, 1), n_steps=6, temperature=temperature
     )
     with torch.no_grad():
-        net.weights[0].copy_(torch.tensor([[1.2, 0.8]]))
-        net.weights[1].copy_(torch.tensor([[3.0]]))
-        net.readout_weight.fill_(2.0)
+        net.layers[0].weight.copy_(torch.tensor([[1.2, 0.8]]))
+        net.layers[1].weight.copy_(torch.tensor([[3.0]]))
+        net.readout.weight.fill_(2.0)
     return net, np.array([[1.0, 0.5]]), np.array([[1.0]])
 
 
@@ -99,7 +99,7 @@ def test_closed_form_expectation_matches_finite_differences():
 
 
 def test_closed_form_membrane_matches_the_lif_loop():
-    from sksnn.lif import lif_reference
+    from sksnn.engines.reference import lif_reference
 
     lif = _lif(0.2, reset="none")
     drive = torch.as_tensor(_inputs() @ WEIGHTS).reshape(-1, 1, 1)
@@ -143,8 +143,9 @@ def test_enumeration_reproduces_the_closed_form_without_reset():
     cmp = single_neuron_gradients(WEIGHTS, x, lif)
     assert cmp.n_paths == 2**10
     assert cmp.expected_loss == pytest.approx(closed.probability.sum(), rel=ROUND_OFF)
-    np.testing.assert_allclose(cmp.exact["weights.0"][0], closed.gradient.sum(0), rtol=1e-10)
-    np.testing.assert_allclose(cmp.surrogate["weights.0"][0], closed.gradient.sum(0), rtol=1e-10)
+    expected = closed.gradient.sum(0)
+    np.testing.assert_allclose(cmp.exact["layers.0.weight"][0], expected, rtol=1e-10)
+    np.testing.assert_allclose(cmp.surrogate["layers.0.weight"][0], expected, rtol=1e-10)
 
 
 @pytest.mark.parametrize("reset", ["zero", "subtract"])
@@ -192,14 +193,14 @@ def test_two_stochastic_layers_bias_the_matched_surrogate_gradient():
     assert 0.5 < cmp.cosine() < 0.99
     # The readout weights see no spike function: both gradients agree there exactly.
     np.testing.assert_allclose(
-        cmp.surrogate["readout_weight"], cmp.exact["readout_weight"], rtol=ROUND_OFF
+        cmp.surrogate["readout.weight"], cmp.exact["readout.weight"], rtol=ROUND_OFF
     )
 
 
 def test_bias_study_matched_vs_superspike_on_one_neuron():
     net = make_small_network(n_inputs=3, hidden_layer_sizes=(1,), n_steps=8, reset="none")
     with torch.no_grad():
-        net.weights[0].copy_(torch.from_numpy(WEIGHTS).reshape(1, -1))
+        net.layers[0].weight.copy_(torch.from_numpy(WEIGHTS).reshape(1, -1))
     x = _inputs(n_steps=8)[None]
     rows = bias_study(
         net, x, loss="spike_count", temperatures=(0.1, 0.5), surrogates=("matched", "superspike")
@@ -266,7 +267,7 @@ def test_loop_integral_of_the_surrogate_sigmoid_net_gradient_does_not(beta_sg):
 
 def test_loop_integrals_in_a_spiking_network():
     net, X, y = _active_chain()
-    params = ("weights.0", "weights.1")
+    params = ("layers.0.weight", "layers.1.weight")
     center = np.array([1.2, 0.8, 3.0])
     d1, d2 = random_plane(3, random_state=0)
     field = network_gradient_field(net, X, y, params=params)

@@ -31,7 +31,7 @@ Examples
 --------
 The matched surrogate gives the exact gradient of a single neuron's expected output:
 
->>> from sksnn.lif import LIFParameters
+>>> from sksnn.neuron import LIFParameters
 >>> from sksnn.surrogates import get_surrogate
 >>> from sksnn.theory import neuron_expected_spikes, neuron_surrogate_gradient
 >>> lif = LIFParameters(temperature=0.2, surrogate=get_surrogate("matched", 1 / 0.2))

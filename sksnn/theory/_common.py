@@ -8,7 +8,7 @@ from numbers import Integral
 
 import numpy as np
 
-from ..lif import LIFParameters
+from ..neuron import LIFParameters
 
 __all__ = ["GradientComparison", "cosine_similarity", "relative_error"]
 
@@ -73,16 +73,16 @@ def check_int(value, name: str, low: int = 1) -> int:
 
 
 def check_lif(lif) -> None:
-    """A TypeError unless ``lif`` is a :class:`~sksnn.lif.LIFParameters`."""
+    """A TypeError unless ``lif`` is a :class:`~sksnn.neuron.LIFParameters`."""
     if not isinstance(lif, LIFParameters):
         raise TypeError(
-            f"lif must be a sksnn.lif.LIFParameters, got {type(lif).__name__}; e.g. "
+            f"lif must be a sksnn.neuron.LIFParameters, got {type(lif).__name__}; e.g. "
             "LIFParameters(temperature=0.2)."
         )
 
 
 def _is_hidden(name: str) -> bool:
-    return name.startswith(("weights.", "recurrent_weights."))
+    return name.startswith("layers.")
 
 
 @dataclass

@@ -405,7 +405,7 @@ class BiasRecord:
     cosine, relative_error, sign_agreement : float
         Over all hidden-layer weights.
     layer_cosine, layer_relative_error : tuple of float
-        The same per hidden layer (``weights.0``, ``weights.1``, ...).
+        The same per hidden layer (``layers.0.weight``, ``layers.1.weight``, ...).
     expected_loss : float
     """
 
@@ -454,7 +454,7 @@ def bias_study(
         One per (temperature, surrogate), temperatures outermost.
     """
     records = []
-    layers = [f"weights.{i}" for i in range(len(module.weights))]
+    layers = [f"layers.{i}.weight" for i in range(len(module.layers))]
     for temperature in temperatures:
         if not temperature > 0:
             raise ValueError(f"bias_study needs temperatures > 0, got {temperature!r}.")

@@ -21,8 +21,9 @@ from dataclasses import dataclass, replace
 import torch
 from torch import Tensor
 
-from ..lif import LIFParameters, decay
-from ..network import NetworkOutput, SpikingNetwork, reduce_readout
+from ..losses import cross_entropy, spike_count, squared_error
+from ..network import NetworkOutput, SpikingNetwork
+from ..neuron import LIFParameters, decay
 from ..noise import NoiseSource
 from ..surrogates import Surrogate, get_escape_noise, get_surrogate
 from ._common import check_int
@@ -46,21 +47,19 @@ LossFn = Callable[[NetworkOutput, Tensor | None], Tensor]
 # Losses
 # --------------------------------------------------------------------------------------------
 def _spike_count(out: NetworkOutput, y: Tensor | None) -> Tensor:
-    return sum(s.sum(dim=(0, 2)) for s in out.spikes)
+    return spike_count(out.spikes)
 
 
 def _mse(out: NetworkOutput, y: Tensor | None) -> Tensor:
     if y is None:
         raise ValueError('loss="mse" needs targets y.')
-    pred = reduce_readout(out.output, "mean")
-    return 0.5 * (pred - y.reshape(pred.shape)).pow(2).mean(dim=1)
+    return squared_error(out.output, y, "mean")
 
 
 def _cross_entropy(out: NetworkOutput, y: Tensor | None) -> Tensor:
     if y is None:
         raise ValueError('loss="cross_entropy" needs class indices y.')
-    logits = reduce_readout(out.output, "max")
-    return torch.nn.functional.cross_entropy(logits, y.long(), reduction="none")
+    return cross_entropy(out.output, y.long(), "max")
 
 
 _LOSSES: dict[str, LossFn] = {
@@ -114,7 +113,7 @@ def with_lif(module: SpikingNetwork, **changes) -> SpikingNetwork:
     ----------
     module : SpikingNetwork
     **changes
-        Fields of :class:`~sksnn.lif.LIFParameters`, e.g. ``temperature=0.2``.
+        Fields of :class:`~sksnn.neuron.LIFParameters`, e.g. ``temperature=0.2``.
 
     Returns
     -------
@@ -207,10 +206,10 @@ def make_small_network(
     ).to(torch.float64)
     gen = torch.Generator().manual_seed(int(random_state))
     with torch.no_grad():
-        for w in [*net.weights, net.readout_weight]:
+        for w in [*(layer.weight for layer in net.layers), net.readout.weight]:
             w.copy_(torch.randn(w.shape, generator=gen, dtype=torch.float64))
             w.mul_(weight_scale / math.sqrt(w.shape[1]))
-        net.readout_bias.zero_()
+        net.readout.bias.zero_()
     return net
 
 

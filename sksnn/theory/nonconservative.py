@@ -24,7 +24,7 @@ import torch
 from torch import Tensor
 
 from ..network import SpikingNetwork
-from ..spike import spike
+from ..neuron import spike
 from ..surrogates import SigmoidNoise, Surrogate
 from .multilayer import enumerate_gradients
 from .networks import LossFn, with_lif
@@ -275,7 +275,7 @@ def network_gradient_field(
     y=None,
     loss: str | LossFn = "mse",
     *,
-    params: Sequence[str] = ("weights.0",),
+    params: Sequence[str] = ("layers.0.weight",),
     temperature: float | None = None,
     surrogate: Surrogate | None = None,
     max_bits: int = 22,
@@ -288,7 +288,7 @@ def network_gradient_field(
         The network; parameters outside ``params`` stay as they are.
     X, y, loss, temperature, surrogate, max_bits
         As for :func:`~sksnn.theory.enumerate_gradients`.
-    params : sequence of str, default=("weights.0",)
+    params : sequence of str, default=("layers.0.weight",)
         Parameters spanning the space; a point is their concatenated flattened values.
 
     Returns

@@ -2,7 +2,7 @@
 
 Without reset, the membrane potential of a neuron driven by a given input is a deterministic
 linear function of its weights, ``U[n] = sum_k h[n - k] w . x[k]`` (``h`` the PSP kernel of
-:func:`sksnn.lif.psp_kernel`), so the expected output of every step is known in closed form,
+:func:`sksnn.neuron.psp_kernel`), so the expected output of every step is known in closed form,
 
     E[S[n]] = f((U[n] - threshold) / T),
     dE[S[n]]/dw = f'((U[n] - threshold) / T) / T * dU[n]/dw,
@@ -25,8 +25,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..lif import LIFParameters, lif_reference, psp_kernel
+from ..engines.reference import lif_reference
 from ..network import SpikingNetwork
+from ..neuron import LIFParameters, psp_kernel
 from ._common import GradientComparison, check_lif
 from .multilayer import enumerate_gradients
 from .networks import LossFn
@@ -93,7 +94,7 @@ def neuron_expected_spikes(weights, inputs, lif: LIFParameters) -> NeuronExpecta
 
     Examples
     --------
-    >>> from sksnn.lif import LIFParameters
+    >>> from sksnn.neuron import LIFParameters
     >>> res = neuron_expected_spikes([2.0], [[1.0]] * 5, LIFParameters(temperature=0.1))
     >>> res.probability.shape, res.gradient.shape
     ((5,), (5, 1))
@@ -119,8 +120,9 @@ def neuron_expected_spikes(weights, inputs, lif: LIFParameters) -> NeuronExpecta
 def neuron_surrogate_gradient(weights, inputs, lif: LIFParameters, seed: int = 0) -> np.ndarray:
     """Surrogate gradient ``dS[n]/dw`` of each step, by backpropagation through the LIF core.
 
-    Runs :func:`sksnn.lif.lif_reference` (the estimators' spike function and neuron loop) with
-    ``lif.surrogate``, without reset so that the gradient does not depend on the sampled spikes.
+    Runs :func:`sksnn.engines.reference.lif_reference` (the estimators' spike function and
+    neuron loop) with ``lif.surrogate``, without reset so that the gradient does not depend on
+    the sampled spikes.
 
     Parameters
     ----------
@@ -137,7 +139,7 @@ def neuron_surrogate_gradient(weights, inputs, lif: LIFParameters, seed: int = 0
 
     Examples
     --------
-    >>> from sksnn.lif import LIFParameters
+    >>> from sksnn.neuron import LIFParameters
     >>> from sksnn.surrogates import get_surrogate
     >>> lif = LIFParameters(temperature=0.1, surrogate=get_surrogate("matched", 10.0))
     >>> g = neuron_surrogate_gradient([2.0], [[1.0]] * 5, lif)
@@ -193,11 +195,11 @@ def single_neuron_gradients(
     Returns
     -------
     GradientComparison
-        The neuron's weights are the parameter ``"weights.0"``.
+        The neuron's weights are the parameter ``"layers.0.weight"``.
 
     Examples
     --------
-    >>> from sksnn.lif import LIFParameters
+    >>> from sksnn.neuron import LIFParameters
     >>> from sksnn.surrogates import get_surrogate
     >>> lif = LIFParameters(temperature=0.2, surrogate=get_surrogate("matched", 5.0),
     ...                     reset="none")
@@ -209,8 +211,8 @@ def single_neuron_gradients(
     w, x = _as_inputs(weights, inputs)
     net = SpikingNetwork(x.shape[1], (1,), 1, lif, engine="reference").to(torch.float64)
     with torch.no_grad():
-        net.weights[0].copy_(w.reshape(1, -1))
-        net.readout_weight.zero_()
-        net.readout_bias.zero_()
+        net.layers[0].weight.copy_(w.reshape(1, -1))
+        net.readout.weight.zero_()
+        net.readout.bias.zero_()
     y_rows = None if y is None else np.asarray(y, dtype=np.float64).reshape(1, -1)
     return enumerate_gradients(net, x.unsqueeze(0), y_rows, loss, max_bits=max_bits)

@@ -1,8 +1,8 @@
-"""The per-step loops of the fused LIF engine (:mod:`sksnn._fused`) and their buffers.
+"""The per-step loops of the fused LIF engine (:mod:`sksnn.engines._fused`) and their buffers.
 
 :func:`simulate` runs forward steps (sampling spikes, or recomputing a block with the spikes
 known); :func:`adjoint` runs the adjoint recursion, block by block.
-The equations are in :mod:`sksnn._fused`.
+The equations are in :mod:`sksnn.engines._fused`.
 """
 
 from __future__ import annotations
@@ -13,8 +13,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from .spike import sample_spikes
-from .surrogates import Matched, Sigmoid, SigmoidNoise
+from ..neuron import LIFParameters, sample_spikes
 
 __all__ = [
     "Saved",
@@ -22,7 +21,6 @@ __all__ = [
     "adjoint",
     "block_length",
     "blocks_of",
-    "sigmoid_beta",
     "simulate",
     "steps_of",
 ]
@@ -36,33 +34,6 @@ _BLOCK_ELEMENTS = 1 << 17
 def blocks_of(n_steps: int, length: int) -> list[tuple[int, int]]:
     """``(start, stop)`` of consecutive blocks of ``length`` steps (the last may be shorter)."""
     return [(start, min(start + length, n_steps)) for start in range(0, n_steps, length)]
-
-
-def sigmoid_beta(params) -> float | None:
-    """``beta`` when the surrogate is ``beta s (1 - s)`` with ``s = sigmoid(beta x)``, else None.
-
-    That is the matched surrogate of sigmoid escape noise (the package default) and the
-    literature's sigmoid surrogate. For these the forward pass keeps ``s`` instead of the
-    membrane, and the backward pass gets ``D[n] dL/dS[n]`` from ``s`` in one fused operation
-    (``sigmoid_backward``) instead of evaluating the surrogate formula. Exact types only: a
-    subclass may redefine the derivative.
-    """
-    surrogate = params.surrogate
-    if type(surrogate) is Sigmoid or (
-        type(surrogate) is Matched and type(surrogate.escape_noise) is SigmoidNoise
-    ):
-        return float(surrogate.beta)
-    return None
-
-
-def _reuses_probability(params, beta: float | None) -> bool:
-    """Sigmoid escape noise at ``T = 1 / beta``: the spike probability is the sigmoid needed."""
-    return (
-        beta is not None
-        and params.stochastic
-        and type(params.escape_noise) is SigmoidNoise
-        and beta * params.temperature == 1.0
-    )
 
 
 @dataclass
@@ -120,7 +91,7 @@ def simulate(
     drive: Tensor,
     start: int,
     stop: int,
-    params,
+    params: LIFParameters,
     beta: float | None,
     spikes: Tensor,
     uniform: Tensor | None,
@@ -141,7 +112,8 @@ def simulate(
     """
     n_steps = spikes.shape[0]
     theta, temperature = params.threshold, params.temperature
-    reuse = _reuses_probability(params, beta)
+    # the spike probability is the sigmoid the surrogate needs: keep it, do not recompute
+    reuse = beta is not None and params.surrogate_reuses_probability
     # When recomputing, the sigmoid history is the membrane's, transformed after the loop by
     # three operations on the whole block instead of three per step.
     sigmoid_later = sigmoid is not None and not sample
@@ -205,7 +177,7 @@ def adjoint(
     recurrent_weight: Tensor | None,
     grad_spikes: Tensor | None,
     grad_membrane: Tensor | None,
-    params,
+    params: LIFParameters,
     grad_drive: Tensor | None,
     consume,
     need_rec: bool,
@@ -222,7 +194,7 @@ def adjoint(
     shape = (n_samples, n_units)
     a_mem, a_syn, theta = params.alpha_mem, params.alpha_syn, params.threshold
     c_syn = 1.0 - a_mem
-    beta = sigmoid_beta(params)
+    beta = params.logistic_steepness
     zero_reset = params.reset == "zero"
     reset_grad = not params.detach_reset and params.reset != "none"
     # gS[n] is known before the loop unless it depends on gU[n+1] or gI[n+1].
@@ -300,7 +272,9 @@ def adjoint(
     return grad_rec
 
 
-def _block_history(saved, source, state, buffers, k, start, stop, params, beta) -> Saved:
+def _block_history(
+    saved, source, state, buffers, k, start, stop, params: LIFParameters, beta
+) -> Saved:
     """What the adjoint needs for steps ``start:stop``: views of the saved histories, or
     recomputed from the block's checkpoint by the forward pass's operations."""
     if not source.checkpointed:
@@ -350,7 +324,7 @@ def _block_history(saved, source, state, buffers, k, start, stop, params, beta) 
 
 
 def _surrogate_times(
-    hist: Saved, grad: Tensor | None, params, beta: float | None, out: Tensor
+    hist: Saved, grad: Tensor | None, params: LIFParameters, beta: float | None, out: Tensor
 ) -> Tensor:
     """``D[n] * grad[n]`` over a block (or ``D[n]`` when ``grad`` is None)."""
     if beta is not None:

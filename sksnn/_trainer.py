@@ -1,13 +1,16 @@
-"""Mini-batch training of a :class:`~sksnn.network.SpikingNetwork`: batches, losses, penalties.
+"""Mini-batch training of a :class:`~sksnn.network.SpikingNetwork` with Adam.
 
-One call of :func:`train_epoch` is one pass over the data. The estimators run the epochs,
-early stopping and bookkeeping; this module does not know about scikit-learn.
+:class:`Trainer` runs epochs (:func:`train_epoch` is one pass over the data) with a snapshot
+before each, rolled back when training diverges or is interrupted, and moves the network and
+its optimiser between devices. The estimators keep scikit-learn's bookkeeping (the loss curve,
+the stopping rule); this module does not know about scikit-learn.
 """
 
 from __future__ import annotations
 
 import copy
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -15,17 +18,18 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ._progress import EpochReporter
 from ._sparse import SampleEvents, binary_pattern
+from .engines import Engine
 from .exceptions import TrainingDivergedError
-from .lif import resolve_engine
+from .losses import activity_penalty, weight_penalty
 from .network import NetworkOutput, SpikingNetwork
-from .noise import NoiseSource
+from .noise import GeneratorNoise, NoiseSource
 
 __all__ = [
-    "MAX_SPIKE_RATE",
     "EpochResult",
-    "TrainingDivergedError",
-    "activity_penalty",
+    "Trainer",
+    "TrainingData",
     "available_memory",
     "batch_memory",
     "check_batch_fits",
@@ -33,12 +37,9 @@ __all__ = [
     "restore",
     "snapshot",
     "train_epoch",
-    "weight_penalty",
 ]
 
-# Upper bound of the activity regulariser: spikes per neuron per step above which the rate is
-# penalised (7 spikes in 100 steps, the bound used by Gygax & Zenke 2025).
-MAX_SPIKE_RATE = 0.07
+SEED_MAX = 2**31 - 1
 
 
 @dataclass
@@ -52,30 +53,14 @@ class EpochResult:
     firing_rates : numpy.ndarray
         Mean spikes per neuron per step of each hidden layer.
     seconds : float
+    validation : float or None
+        Validation score, when the caller computes one.
     """
 
     loss: float
     firing_rates: np.ndarray
     seconds: float
-
-
-def weight_penalty(module: SpikingNetwork) -> Tensor:
-    """Sum of squared connection weights (biases excluded), for the L2 penalty ``alpha``."""
-    weights = [*module.weights, *module.recurrent_weights, module.readout_weight]
-    return sum(w.pow(2).sum() for w in weights)
-
-
-def activity_penalty(spikes: list[Tensor], max_rate: float = MAX_SPIKE_RATE) -> Tensor:
-    """Per-sample upper-bound activity penalty: squared excess spike count per neuron.
-
-    ``mean over neurons of relu(count - max_rate * n_steps)^2``, summed over layers; shape
-    (n_samples,).
-    """
-    total = 0.0
-    for s in spikes:
-        counts = s.sum(dim=0)  # (n_samples, n_units)
-        total = total + torch.relu(counts - max_rate * s.shape[0]).pow(2).mean(dim=1)
-    return total
+    validation: float | None = None
 
 
 def snapshot(module: torch.nn.Module, optimizer: torch.optim.Optimizer) -> dict:
@@ -95,14 +80,14 @@ def restore(module: torch.nn.Module, optimizer: torch.optim.Optimizer, state: di
 def input_events(X: Tensor, module: SpikingNetwork) -> SampleEvents | None:
     """The active entries of a 0/1 3-D training set, indexed once for all epochs, or None.
 
-    Only where the fused engine would take the event-driven path for it anyway (CPU; input
-    binary and sparse enough for the first hidden layer's width, see
-    :func:`sksnn._sparse.prefer_sparse`).
+    Only for an engine that takes events, and where it would take the event-driven path for
+    this input anyway (CPU; input binary and sparse enough for the first hidden layer's width,
+    see :func:`sksnn._sparse.prefer_sparse`).
     """
-    if X.ndim != 3 or X.device.type != "cpu" or resolve_engine(module.engine) == "reference":
+    if X.ndim != 3 or X.device.type != "cpu" or not module.engine_object.takes_events:
         return None
     n_samples, n_steps, n_inputs = X.shape
-    pattern = binary_pattern(X.reshape(-1, n_inputs), module.weights[0].shape[0])
+    pattern = binary_pattern(X.reshape(-1, n_inputs), module.hidden_layer_sizes[0])
     if pattern is None or pattern.nnz >= np.iinfo(np.int32).max:  # int32 offsets
         return None
     return SampleEvents(pattern, n_samples, n_steps)
@@ -151,25 +136,20 @@ def train_epoch(
     start = time.perf_counter()
     n_samples = len(order)
     total_loss = 0.0
-    rate_sums = np.zeros(len(module.weights))
+    rate_sums = np.zeros(len(module.layers))
     module.train()
     for begin in range(0, n_samples, batch_size):
         samples = order[begin : begin + batch_size]
         idx = torch.as_tensor(samples, device=X.device)
         n_batch = idx.shape[0]
-        if events is None:
-            out = module(X[idx], noise)
-        else:
-            # The fused layer reads only the gathered pattern: a shape-only stand-in saves
-            # copying the dense batch (W1: 30 ms of a 66 ms step). NaN, so a read would show.
-            stand_in = X.new_full((1, 1, 1), float("nan")).expand(n_batch, *X.shape[1:])
-            out = module(stand_in, noise, input_pattern=events.batch(samples))
+        # spike data indexed once per fit: the batch's events, never its dense array
+        out = module(X[idx] if events is None else events.batch(samples), noise)
         per_sample = loss_fn(out, y[idx])
         if activity_reg > 0:
             per_sample = per_sample + activity_reg * activity_penalty(out.spikes)
         loss = (sample_weight[idx] * per_sample).mean()
         if alpha > 0:
-            loss = loss + 0.5 * alpha * weight_penalty(module) / n_batch
+            loss = loss + 0.5 * alpha * weight_penalty(module.connection_weights()) / n_batch
         loss_value = loss.item()
         if not np.isfinite(loss_value):
             raise TrainingDivergedError(
@@ -196,13 +176,7 @@ def train_epoch(
     )
 
 
-# Bytes kept alive per hidden unit and time step during one training batch, by LIF engine
-# (activations saved for the backward pass plus the working set), and per input unit and step
-# for a materialised input. Measured with benchmarks/bench_engine.py (growth of the resident
-# set during a step, per hidden unit, step and sample): reference 23 (W1), 19 (W2), 20 (W3);
-# fused 11 (W1, event-driven input), 10 (W2), 16 (W3, dense drive). About 1.4x the largest,
-# so that the early check refuses only batches that would not fit.
-_BYTES_PER_UNIT_STEP = {"reference": 32, "fused": 24}
+# Bytes kept alive per input unit and step for a materialised input (float32 and its copy).
 _BYTES_PER_INPUT_STEP = 8
 
 
@@ -212,12 +186,11 @@ def batch_memory(
     n_inputs: int,
     hidden_layer_sizes: tuple[int, ...],
     n_outputs: int,
-    engine: str,
+    engine: Engine,
     dense_input: bool,
 ) -> int:
     """Rough upper estimate of the memory (bytes) one training batch needs."""
-    per_unit = _BYTES_PER_UNIT_STEP.get(engine, max(_BYTES_PER_UNIT_STEP.values()))
-    units = sum(hidden_layer_sizes) * per_unit + n_outputs * 16
+    units = sum(hidden_layer_sizes) * engine.bytes_per_unit_step + n_outputs * 16
     inputs = n_inputs * _BYTES_PER_INPUT_STEP if dense_input else 0
     return n_steps * batch_size * (units + inputs)
 
@@ -246,3 +219,113 @@ def check_batch_fits(needed: int, device: torch.device) -> None:
             f"{free / 2**30:.1f} GiB is available on {device}; use a smaller batch_size or "
             "n_steps (or fewer hidden units)."
         )
+
+
+@dataclass
+class TrainingData:
+    """A training set on the training device: inputs, encoded targets, sample weights
+    (normalised to mean 1) and, for 0/1 spike data, its events indexed once."""
+
+    X: Tensor
+    y: Tensor
+    sample_weight: Tensor
+    events: SampleEvents | None = None
+
+    def __len__(self) -> int:
+        return len(self.X)
+
+
+class Trainer:
+    """Epochs of mini-batch training of ``module`` with ``optimizer``.
+
+    Parameters
+    ----------
+    module : SpikingNetwork
+    optimizer : torch.optim.Optimizer
+        Over ``module``'s parameters.
+    """
+
+    def __init__(self, module: SpikingNetwork, optimizer: torch.optim.Optimizer) -> None:
+        self.module = module
+        self.optimizer = optimizer
+
+    def to(self, device: torch.device) -> None:
+        """Move the network and the optimiser's state to ``device``."""
+        self.module.to(device)
+        for state in self.optimizer.state.values():
+            for k, v in state.items():
+                if torch.is_tensor(v):
+                    state[k] = v.to(device)
+
+    def set_learning_rate(self, learning_rate: float) -> None:
+        for group in self.optimizer.param_groups:
+            group["lr"] = learning_rate
+
+    def run(
+        self,
+        data: TrainingData,
+        loss_fn: Callable[[NetworkOutput, Tensor], Tensor],
+        *,
+        n_epochs: int,
+        rng: np.random.RandomState,
+        shuffle: bool,
+        batch_size: int,
+        alpha: float,
+        activity_reg: float,
+        first_epoch: int,
+        on_epoch: Callable[[EpochResult], None],
+        should_stop: Callable[[], bool],
+        verbose: bool = False,
+        name: str = "fit",
+    ) -> bool:
+        """Train for up to ``n_epochs`` epochs; True when ``should_stop`` ended it early.
+
+        ``on_epoch(result)`` records each completed epoch (and may set its validation score);
+        ``should_stop()`` is asked after each and ends training early when True.
+
+        Each epoch starts from a snapshot: when it diverges (:class:`TrainingDivergedError`)
+        or is interrupted (KeyboardInterrupt) the weights and optimiser state of the last
+        completed epoch are restored before the exception propagates. Each epoch draws its
+        sample order and then its noise seed from ``rng``.
+        """
+        device = data.X.device
+        for epoch in range(first_epoch, first_epoch + n_epochs):
+            order = rng.permutation(len(data)) if shuffle else np.arange(len(data))
+            reporter = EpochReporter(epoch, -(-len(data) // batch_size)) if verbose else None
+            good = snapshot(self.module, self.optimizer)
+            try:
+                result = train_epoch(
+                    self.module,
+                    self.optimizer,
+                    data.X,
+                    data.y,
+                    data.sample_weight,
+                    loss_fn,
+                    batch_size=batch_size,
+                    order=order,
+                    noise=GeneratorNoise(rng.randint(SEED_MAX), device),
+                    alpha=alpha,
+                    activity_reg=activity_reg,
+                    on_batch=None if reporter is None else reporter.batch,
+                    events=data.events,
+                )
+            except TrainingDivergedError:
+                restore(self.module, self.optimizer, good)
+                raise
+            except KeyboardInterrupt:
+                # Keep a usable model: the weights after the last completed epoch, consistent
+                # with the history; warm_start or partial_fit continue from there.
+                restore(self.module, self.optimizer, good)
+                warnings.warn(
+                    f"{name} was interrupted during epoch {epoch}; the estimator keeps the "
+                    f"weights after epoch {epoch - 1}.",
+                    UserWarning,
+                    stacklevel=4,
+                )
+                raise
+            on_epoch(result)
+            if reporter is not None:
+                reporter.close(result.loss, result.firing_rates, result.seconds, result.validation)
+            if should_stop():
+                return True
+        return False

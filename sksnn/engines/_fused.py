@@ -1,9 +1,9 @@
 """The fused LIF engine: a whole layer's time loop in one autograd node.
 
-The reference loop in :mod:`sksnn.lif` records a dozen autograd nodes per time step and keeps
-their inputs alive; on the CPU that bookkeeping, not the arithmetic, dominates a training step.
-Here the forward pass runs the loop without an autograd graph on preallocated buffers and the
-backward pass runs the adjoint recursion by hand. Two modes:
+The reference loop (:mod:`sksnn.engines.reference`) records a dozen autograd nodes per time
+step and keeps their inputs alive; on the CPU that bookkeeping, not the arithmetic, dominates
+a training step. Here the forward pass runs the loop without an autograd graph on
+preallocated buffers and the backward pass runs the adjoint recursion by hand. Two modes:
 
 * dense (:func:`lif_fused`): the input currents ``P`` are given; the forward pass keeps one
   float32 history for the backward pass (``sigmoid(beta (U - theta))`` for the sigmoid
@@ -16,7 +16,7 @@ backward pass runs the adjoint recursion by hand. Two modes:
   membranes from there before running its adjoint, handing the block's ``dL/dP`` straight to
   the weight (and input) gradient.
 
-Forward (THEORY.md order, ``a = alpha_mem``, ``b = alpha_syn``)::
+Forward (the order of docs/model.md, ``a = alpha_mem``, ``b = alpha_syn``)::
 
     S[n]   = spike(U[n] - theta)
     A[n]   = a U[n] + (1 - a) I[n]                          (pre-reset potential)
@@ -34,15 +34,13 @@ derivative of the reset with respect to ``A[n]`` (``1 - S[n]`` for "zero", else 
     gI[n] = (1 - a) r[n] gU[n+1] + b gI[n+1]
     gP[n] = gI[n+1],    gV = sum_n gI[n+1]^T S[n]
 
-The forward arithmetic mirrors :func:`sksnn.lif.lif_reference` operation by operation, so
-from the same currents and uniform numbers both produce bit-identical spikes and membranes;
-the gradients agree to round-off (the tests check every reset mode, detach on/off, recurrent
-on/off, stochastic and deterministic, both modes).
+The forward arithmetic mirrors :func:`~sksnn.engines.reference.lif_reference` operation by
+operation, so from the same currents and uniform numbers both produce bit-identical spikes and
+membranes; the gradients agree to round-off (the tests check every reset mode, detach on/off,
+recurrent on/off, stochastic and deterministic, both modes).
 
-Each per-step operation runs on torch's intra-op threads. (Simulating two halves of the batch
-on two Python threads was tried and measured slower: the threads hand the GIL back and forth
-around every operation of a few microseconds. W1 training step, 2 cores: 0.11-0.12 s split
-against 0.09-0.10 s not.)
+Each per-step operation runs on torch's intra-op threads rather than on Python threads, which
+would hand the GIL back and forth around every operation of a few microseconds.
 """
 
 from __future__ import annotations
@@ -50,17 +48,17 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from .._sparse import BinaryPattern, StepPattern
+from ..neuron import LIFParameters
 from ._fused_steps import (
     Saved,
     State,
     adjoint,
     block_length,
     blocks_of,
-    sigmoid_beta,
     simulate,
     steps_of,
 )
-from ._sparse import BinaryPattern, StepPattern
 
 __all__ = ["lif_fused", "lif_fused_projected"]
 
@@ -99,7 +97,7 @@ def _run_forward(
     source,
     shape: tuple[int, int, int],
     like: Tensor,
-    params,
+    params: LIFParameters,
     uniform: Tensor | None,
     recurrent_weight: Tensor | None,
     for_backward: bool,
@@ -107,7 +105,8 @@ def _run_forward(
 ) -> Saved:
     """The time loop without autograd; returns the spikes and what the backward pass needs."""
     n_steps, n_samples, n_units = shape
-    beta = sigmoid_beta(params) if for_backward else None
+    # a logistic surrogate keeps sigmoid(beta (U - theta)) for the backward pass instead of U
+    beta = params.logistic_steepness if for_backward else None
     keep = for_backward and not source.checkpointed
 
     def full(needed: bool) -> Tensor | None:
@@ -169,7 +168,7 @@ class _FusedLIF(torch.autograd.Function):
             saved.sigmoid,
             saved.pre_reset,
             saved.checkpoints,
-            first if pattern is not None and first.requires_grad else None,
+            first if pattern is not None and first is not None and first.requires_grad else None,
             weight,
             recurrent_weight,
         )
@@ -245,10 +244,12 @@ def _source(first: Tensor, weight: Tensor | None, pattern: BinaryPattern | StepP
     """The drive source and the layer's (n_steps, n_samples, n_units)."""
     if pattern is None:
         return _DenseSource(first), tuple(first.shape)
-    n_steps, n_samples = first.shape[:2]
     if isinstance(pattern, StepPattern):
         step_pattern = pattern
+        n_samples = pattern.n_samples
+        n_steps = pattern.n_rows // n_samples
     else:
+        n_steps, n_samples = first.shape[:2]
         step_pattern = StepPattern.from_pattern(
             pattern, n_steps, n_samples, _is_batch_major(first)
         )
@@ -261,12 +262,13 @@ def _needs_grad(*tensors: Tensor | None) -> bool:
 
 def lif_fused(
     drive: Tensor,
-    params,
+    params: LIFParameters,
     uniform: Tensor | None = None,
     recurrent_weight: Tensor | None = None,
     record_membrane: bool = False,
 ) -> tuple[Tensor, Tensor | None]:
-    """Run a LIF layer with the fused engine; same contract as :func:`sksnn.lif.lif_reference`.
+    """Run a LIF layer with the fused engine; same contract as
+    :func:`~sksnn.engines.reference.lif_reference`.
 
     Without gradients (``torch.no_grad``/``inference_mode``, or no input requiring grad) the
     loop runs directly and keeps no history unless ``record_membrane``.
@@ -284,7 +286,7 @@ def lif_fused_projected(
     x: Tensor,
     weight: Tensor,
     pattern: BinaryPattern | StepPattern,
-    params,
+    params: LIFParameters,
     uniform: Tensor | None = None,
     recurrent_weight: Tensor | None = None,
     record_membrane: bool = False,
@@ -293,8 +295,9 @@ def lif_fused_projected(
 
     Parameters
     ----------
-    x : Tensor, shape (n_steps, n_samples, n_in)
-        0/1 input (spikes); may be a transposed view of a batch-major tensor.
+    x : Tensor, shape (n_steps, n_samples, n_in), or None
+        0/1 input (spikes); may be a transposed view of a batch-major tensor. May be None when
+        ``pattern`` is a :class:`~sksnn._sparse.StepPattern` (no gradient to ``x`` then).
     weight : Tensor, shape (n_units, n_in)
     pattern : BinaryPattern or StepPattern
         Active entries of ``x``: as the 2-D matrix of its memory order, or already grouped by
@@ -317,7 +320,7 @@ def lif_fused_projected(
     )
 
 
-def _no_grad(first, weight, recurrent_weight, uniform, params, record, pattern):
+def _no_grad(first, weight, recurrent_weight, uniform, params: LIFParameters, record, pattern):
     source, shape = _source(first, weight, pattern)
     rec = None if recurrent_weight is None else recurrent_weight.detach()
     like = first if pattern is None else weight

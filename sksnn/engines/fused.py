@@ -1,0 +1,54 @@
+"""The fused engine: one autograd node per layer with a hand-written adjoint (the default).
+
+Inputs that are 0/1 and sparse enough (spike data, rate and latency codes, hidden spikes) are
+projected event by event inside the layer's node; dense inputs are projected first. The kernel
+itself lives in :mod:`sksnn.engines._fused` and :mod:`sksnn.engines._fused_steps`.
+"""
+
+from __future__ import annotations
+
+from torch import Tensor
+
+from .._sparse import BinaryPattern, StepPattern, binary_linear, binary_pattern
+from ._fused import lif_fused, lif_fused_projected
+from .base import Engine, LayerInput, is_constant_in_time, memory_rows, project
+
+__all__ = ["FusedEngine"]
+
+
+class FusedEngine(Engine):
+    """Fused time loop, event-driven projections of sparse 0/1 inputs."""
+
+    name = "fused"
+    takes_events = True
+    # measured 10-16 bytes (benchmarks/bench_engine.py, step memory), with a margin
+    bytes_per_unit_step = 24
+
+    def run_currents(self, drive, params, uniform, recurrent_weight, record_membrane):
+        return lif_fused(drive, params, uniform, recurrent_weight, record_membrane)
+
+    def run_layer(self, layer_input, weight, params, uniform, recurrent_weight, record_membrane):
+        pattern = layer_input.events
+        if pattern is None:
+            pattern = _pattern(layer_input, weight)
+        if pattern is None:
+            drive = project(layer_input.values, weight)
+            return self.run_currents(drive, params, uniform, recurrent_weight, record_membrane)
+        return lif_fused_projected(
+            layer_input.values, weight, pattern, params, uniform, recurrent_weight, record_membrane
+        )
+
+    def project(self, x: Tensor, weight: Tensor, binary: bool) -> Tensor:
+        def product(rows: Tensor, w: Tensor) -> Tensor:
+            pattern = binary_pattern(rows, w.shape[0], known_binary=binary)
+            return rows @ w.T if pattern is None else binary_linear(rows, w, pattern)
+
+        return project(x, weight, product)
+
+
+def _pattern(layer_input: LayerInput, weight: Tensor) -> BinaryPattern | StepPattern | None:
+    """The event-driven pattern of a layer input when it is 0/1 and sparse enough, else None."""
+    x = layer_input.values
+    if is_constant_in_time(x):
+        return None  # projected once, densely
+    return binary_pattern(memory_rows(x)[0], weight.shape[0], known_binary=layer_input.binary)

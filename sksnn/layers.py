@@ -1,0 +1,138 @@
+"""The network's layers as modules: :class:`LIFLayer` (spiking) and :class:`LeakyReadout`.
+
+A layer owns its weights; how its time loop runs is its engine's business
+(:mod:`sksnn.engines`), and the neuron's constants and spike live in :mod:`sksnn.neuron`.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from .engines import Engine, LayerInput
+from .neuron import LIFParameters, psp_kernel
+from .noise import NoiseSource
+
+__all__ = ["DTYPE", "READOUT_WINDOW", "LIFLayer", "LeakyReadout", "leaky_readout"]
+
+# The network simulates in float32 whatever torch's default dtype is: inputs are converted to
+# float32 by the estimators, and the weights must match them.
+DTYPE = torch.float32
+# Steps per Toeplitz product in :func:`leaky_readout`; sequences up to this length take a
+# single product.
+READOUT_WINDOW = 128
+
+
+class LIFLayer(nn.Module):
+    """A layer of stochastic LIF neurons: input weights and, optionally, recurrent weights.
+
+    Parameters
+    ----------
+    n_inputs, n_units : int
+    recurrent : bool, default=False
+        Also a weight ``V`` of shape (n_units, n_units) from the layer's spikes to its currents.
+    """
+
+    def __init__(self, n_inputs: int, n_units: int, recurrent: bool = False) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(n_units, n_inputs, dtype=DTYPE))
+        self.recurrent_weight = (
+            nn.Parameter(torch.empty(n_units, n_units, dtype=DTYPE)) if recurrent else None
+        )
+
+    @property
+    def n_units(self) -> int:
+        return self.weight.shape[0]
+
+    def noise(
+        self, noise: NoiseSource | None, stream: int, n_steps: int, n_samples: int, params
+    ) -> Tensor | None:
+        """Uniform numbers for the layer's spikes (None when deterministic)."""
+        if not params.stochastic:
+            return None
+        if noise is None:
+            raise ValueError("A stochastic network (temperature > 0) needs a noise source.")
+        return noise.uniform(stream, (n_steps, n_samples, self.n_units), self.weight.device)
+
+    def forward(
+        self,
+        layer_input: LayerInput,
+        params: LIFParameters,
+        engine: Engine,
+        noise: NoiseSource | None,
+        stream: int,
+        record_membrane: bool = False,
+    ) -> tuple[Tensor, Tensor | None]:
+        """Spikes (n_steps, n_samples, n_units) and, if recorded, membranes of the layer.
+
+        ``stream`` names the layer's own noise stream, so that each layer draws independent
+        numbers from ``noise``.
+        """
+        uniform = self.noise(noise, stream, layer_input.n_steps, layer_input.n_samples, params)
+        return engine.run_layer(
+            layer_input, self.weight, params, uniform, self.recurrent_weight, record_membrane
+        )
+
+
+class LeakyReadout(nn.Module):
+    """Non-spiking leaky integrators: one potential per output, ``V = h * (W s) + b``.
+
+    ``h`` is the PSP kernel of the hidden neurons' time constants (:func:`leaky_readout`).
+    """
+
+    def __init__(self, n_inputs: int, n_outputs: int) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(n_outputs, n_inputs, dtype=DTYPE))
+        self.bias = nn.Parameter(torch.zeros(n_outputs, dtype=DTYPE))
+
+    def forward(self, spikes: Tensor, params: LIFParameters, engine: Engine) -> Tensor:
+        """Readout potential (n_steps, n_samples, n_outputs) from hidden ``spikes``."""
+        drive = engine.project(spikes, self.weight, binary=True)
+        return leaky_readout(drive, params.alpha_syn, params.alpha_mem) + self.bias
+
+
+def _toeplitz(h: Tensor) -> Tensor:
+    n = h.shape[0]
+    idx = torch.arange(n)
+    lag = idx.reshape(-1, 1) - idx.reshape(1, -1)
+    return torch.where(lag >= 0, h[lag.clamp(min=0)], torch.zeros((), dtype=h.dtype))
+
+
+def leaky_readout(drive: Tensor, alpha_syn: float, alpha_mem: float) -> Tensor:
+    """Membrane potential of non-spiking leaky integrators driven by ``drive``.
+
+    Same current and membrane equations as a LIF layer without spikes (:mod:`sksnn.neuron`);
+    returns ``V[n + 1]`` for every step ``n``, shape ``drive.shape``. Being linear and
+    time-invariant, a window of steps is one matrix product with the lower-triangular Toeplitz
+    matrix of :func:`psp_kernel`. Longer sequences run window by window, each window starting
+    from the state ``(V, I)`` the previous one ended in, so time and memory grow linearly with
+    the number of steps (a single Toeplitz matrix would grow with its square).
+    """
+    n_steps = drive.shape[0]
+    flat = drive.reshape(n_steps, -1)
+    if n_steps <= READOUT_WINDOW:
+        kernel = _toeplitz(psp_kernel(alpha_syn, alpha_mem, n_steps)).to(drive)
+        return (kernel @ flat).reshape(drive.shape)
+    window = READOUT_WINDOW
+    h = psp_kernel(alpha_syn, alpha_mem, window + 1)
+    kernel = _toeplitz(h[:window]).to(drive)
+    lags = torch.arange(window, dtype=torch.float64)
+    # V[t0 + j + 1] from the state (V, I) at t0: alpha_mem^(j+1) V[t0] + h[j+1] I[t0]
+    from_state = torch.stack([alpha_mem ** (lags + 1), h[1:]], dim=1).to(drive)
+    # I[t0 + L] = alpha_syn^L I[t0] + sum_m alpha_syn^(L - 1 - m) P[t0 + m]
+    into_current = (alpha_syn ** lags.flip(0)).to(drive)
+    pieces = []
+    state = None
+    # split, not slicing: the backward of each slice would build a zero gradient of the whole
+    # drive (quadratic in n_steps); split's backward concatenates once.
+    for p in flat.split(window):
+        length = p.shape[0]
+        if state is None:
+            v = kernel[:length, :length] @ p
+            current = into_current[window - length :] @ p
+        else:
+            v = torch.addmm(from_state[:length] @ state, kernel[:length, :length], p)
+            current = alpha_syn**length * state[1] + into_current[window - length :] @ p
+        state = torch.stack([v[-1], current])
+        pieces.append(v)
+    return torch.cat(pieces).reshape(drive.shape)
