@@ -23,6 +23,7 @@ from sklearn.utils.validation import (
     validate_data,
 )
 
+from ._state import fitted_state, restore_fitted_state
 from ._trainer import (
     SEED_MAX,
     EpochResult,
@@ -674,27 +675,16 @@ class _BaseSpiking(BaseEstimator):
     # Persistence
     # ---------------------------------------------------------------------------------------
     def __getstate__(self):
-        # The pickled state holds no torch objects: the network as its constructor arguments
-        # plus numpy weights, and the optimiser state as numpy. Such a pickle loads on any
-        # device and with other torch versions, and skops can save it.
-        # (object.__getstate__ returns the live __dict__ on Python >= 3.11: copy, never mutate.)
-        state = dict(super().__getstate__())
+        # Parameters and the fitted state as plain data (sksnn._state): no torch objects, so
+        # a pickle loads on any device and with other torch versions, and skops can save it.
+        # sksnn.io writes the same state without pickle.
+        state = {name: getattr(self, name) for name in self._get_param_names()}
+        state.update(fitted_state(self))
         state["_sksnn_version"] = __version__
-        if "module_" in state:
-            module = state.pop("module_")
-            state["_module_config"] = _module_config(module)
-            state["_module_state"] = _to_numpy(module.state_dict())
-            optimizer = state.pop("_optimizer")
-            opt = optimizer.state_dict()
-            state["_optimizer_state"] = {
-                "state": {str(k): _to_numpy(v) for k, v in opt["state"].items()},
-                "param_groups": opt["param_groups"],
-            }
-            if state.get("_best_state") is not None:
-                state["_best_state"] = _to_numpy(state["_best_state"])
         return state
 
     def __setstate__(self, state):
+        state = dict(state)
         version = state.pop("_sksnn_version", None)
         if version != __version__:
             warnings.warn(
@@ -704,22 +694,10 @@ class _BaseSpiking(BaseEstimator):
                 InconsistentVersionWarning,
                 stacklevel=2,
             )
-        config = state.pop("_module_config", None)
-        weights = state.pop("_module_state", None)
-        opt_state = state.pop("_optimizer_state", None)
-        if state.get("_best_state") is not None:
-            state["_best_state"] = _to_torch(state["_best_state"])
-        super().__setstate__(state)
-        if config is not None:
-            self.module_ = SpikingNetwork(**config)
-            self.module_.load_state_dict(_to_torch(weights))
-            self._optimizer = torch.optim.Adam(self.module_.parameters())
-            self._optimizer.load_state_dict(
-                {
-                    "state": {int(k): _to_torch(v) for k, v in opt_state["state"].items()},
-                    "param_groups": opt_state["param_groups"],
-                }
-            )
+        names = self._get_param_names()
+        params = {name: state.pop(name) for name in names if name in state}
+        super().__setstate__(params)
+        restore_fitted_state(self, state)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -756,32 +734,6 @@ def _copy_module(module: torch.nn.Module, device: torch.device) -> torch.nn.Modu
     import copy
 
     return copy.deepcopy(module).to(device)
-
-
-def _module_config(module: SpikingNetwork) -> dict:
-    """Constructor arguments that rebuild ``module`` (see :class:`SpikingNetwork`)."""
-    return {
-        "n_inputs": module.n_inputs,
-        "hidden_layer_sizes": module.hidden_layer_sizes,
-        "n_outputs": module.n_outputs,
-        "lif": module.lif,
-        "recurrent": module.recurrent,
-        "encoding": module.encoding,
-        "n_steps": module.n_steps,
-        "engine": module.engine,
-    }
-
-
-def _to_numpy(tensors: dict) -> dict:
-    return {k: v.detach().cpu().numpy() if torch.is_tensor(v) else v for k, v in tensors.items()}
-
-
-def _to_torch(arrays: dict) -> dict:
-    # np.array copies: the tensors must own writable memory
-    return {
-        k: torch.from_numpy(np.array(v)) if isinstance(v, np.ndarray) else v
-        for k, v in arrays.items()
-    }
 
 
 class SpikingClassifier(ClassifierMixin, _BaseSpiking):
