@@ -210,7 +210,8 @@ def test_fit_with_indexed_events_equals_fit_scanning_each_batch(monkeypatch):
     """fit indexes sparse 3-D spike data once; the weights are those of scanning every batch."""
     import warnings
 
-    from sksnn import SpikingClassifier, estimators
+    from sksnn import SpikingClassifier
+    from sksnn import _base as estimators
 
     rng = np.random.default_rng(0)
     X = (rng.random((60, 30, 150)) < 0.02).astype(np.float32)
