@@ -4,8 +4,7 @@ drawing uniform numbers (:mod:`sksnn.noise`) on all of torch's threads.
 Both run NumPy code that releases the GIL for milliseconds at a time. Work of that kind must
 not run *alongside* torch's operations: torch's OpenMP threads spin between the many small
 operations of a time loop, and a third busy thread on the same cores slows every one of them
-down (measured on 2 cores: a W1 forward pass took 36 ms with its noise drawn on a helper
-thread meanwhile, against 13 ms + 11 ms drawing first).
+down (measurements in benchmarks/results.md, "Measurements behind the code").
 """
 
 from __future__ import annotations

@@ -38,26 +38,15 @@ __all__ = [
     "prefer_sparse",
 ]
 
-# Cut-over between the event-driven and the dense product, measured with
-# benchmarks/bench_sparse.py (2-core Xeon, AVX-512, MKL, torch's 2 threads; 25600 rows =
-# 100 steps x 256 samples; forward + backward, ms, event-driven / dense):
-#
-#   700 inputs -> 256 outputs:  0.5 %: 31/97   1 %: 45/92   2 %: 68/95   5 %: 146/100
-#   700 inputs -> 128 outputs:  0.5 %: 28/50   1 %: 38/54   2 %: 61/49
-#   700 inputs ->  64 outputs:  0.5 %: 26/31   1 %: 37/32
-#   256 hidden -> 256 outputs:  2 %: 46/70     5 %: 72/68   10 %: 101/53
-#   256 hidden -> 512 outputs:  5 %: 96/115    10 %: 132/95
-#   (20 outputs: the dense product always wins.)
-#
-# The event-driven cost grows with the active entries times the width, the dense one with
-# rows x inputs x width, and the scan for active entries is a fixed cost: the break-even
-# density is about 3.5 % at 256 outputs or more and falls roughly in proportion to the
-# width below that.
+# Cut-over between the event-driven and the dense product (benchmarks/bench_sparse.py; the
+# table is in benchmarks/results.md). The event-driven cost grows with the active entries
+# times the width, the dense one with rows x inputs x width, and the scan for active entries
+# is a fixed cost: the break-even density is about 3.5 % at 256 outputs or more and falls
+# roughly in proportion to the width below that; at 20 outputs the dense product always wins.
 SPARSE_MAX_DENSITY = 0.035
 SPARSE_MIN_WIDTH = 64
 # Elements per chunk when scanning for active entries: the 1 MiB bool mask stays in the L2
-# cache (measured on W1's input, 18 M elements: 13.7 ms with 1 Mi-element chunks against
-# 20 ms with 4 Mi; 7.7 ms over two threads).
+# cache (larger chunks scan slower; benchmarks/results.md).
 _SCAN_ELEMENTS = 1 << 20
 # Rows sampled to estimate the density before scanning everything: a dense input is then
 # recognised for the price of a small fraction of a pass.
@@ -110,9 +99,8 @@ def _transposed_product(
     """``X.T @ other`` for the binary ``X`` (``n_rows`` x ``n_cols``) active at ``(rows, cols)``.
 
     ``X.T`` as a CSR matrix (entries sorted stably by column) times a dense matrix, which torch
-    hands to MKL's sparse routines on the CPU: measured on a W1 block (2560 x 700 at 2 %, 256
-    wide) 1.0 ms to build and multiply on one thread against 1.3 ms for a COO product, and it
-    uses more than one thread where the COO product does not.
+    hands to MKL's sparse routines on the CPU: faster to build and multiply than a COO product,
+    and it uses more than one thread where the COO product does not (benchmarks/results.md).
     """
     if cols.device.type == "cpu" and n_cols <= 1 << 16:
         order = torch.from_numpy(np.argsort(cols.numpy().astype(np.uint16), kind="stable"))
@@ -127,9 +115,9 @@ class SampleEvents:
     """The active entries of a whole 3-D binary data set, gathered per batch instead of scanned.
 
     Training visits every sample once per epoch; scanning a batch's dense spike array for its
-    active entries costs as much as reading it (W1: 15-25 ms of an 85 ms training step), and
-    regrouping them by step another 6 ms; gathering a batch's entries from this index, already
-    grouped by step, takes about 2 ms.
+    active entries costs as much as reading it, and regrouping them by step costs more;
+    gathering a batch's entries from this index, already grouped by step, is several times
+    cheaper (benchmarks/results.md).
 
     Parameters
     ----------
@@ -208,7 +196,7 @@ class StepPattern:
         if batch_major:
             key = (rows % n_steps) * n_samples + rows // n_steps
             if key.device.type == "cpu":
-                # NumPy sorts 16-bit keys stably by radix sort, in linear time (W1: 25600 rows).
+                # NumPy sorts 16-bit keys stably by radix sort, in linear time.
                 k = key.numpy()
                 wide = n_steps * n_samples > 1 << 16
                 order = np.argsort(k if wide else k.astype(np.uint16), kind="stable")

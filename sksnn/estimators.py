@@ -343,8 +343,9 @@ firing_rates_
             return _standardise(y2, mean, std), None
         # partial_fit: running statistics over the whole stream, so that a first chunk that is
         # not representative (a stream sorted by y, say) does not fix the scale for good. The
-        # network keeps predicting standardised targets; measured on sorted and skewed
-        # streams, this learns better than keeping its predictions by rescaling the readout.
+        # network keeps predicting standardised targets: on sorted and skewed streams this
+        # learns better than keeping its predictions by rescaling the readout
+        # (benchmarks/results.md).
         # A warm-started fit standardises with the statistics of the data it is given.
         if incremental:
             count, mean, std = _merge_moments(

@@ -21,7 +21,7 @@ class FusedEngine(Engine):
 
     name = "fused"
     takes_events = True
-    # measured 10-16 bytes (benchmarks/bench_engine.py, step memory), with a margin
+    # the step memory of benchmarks/bench_engine.py per unit, step and sample, with a margin
     bytes_per_unit_step = 24
 
     def run_currents(self, drive, params, uniform, recurrent_weight, record_membrane):

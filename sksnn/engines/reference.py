@@ -19,7 +19,7 @@ class ReferenceEngine(Engine):
     """Plain autograd, dense products; see :func:`lif_reference`."""
 
     name = "reference"
-    # measured 19-23 bytes (benchmarks/bench_engine.py, step memory), with a margin
+    # the step memory of benchmarks/bench_engine.py per unit, step and sample, with a margin
     bytes_per_unit_step = 32
 
     def run_currents(self, drive, params, uniform, recurrent_weight, record_membrane):
