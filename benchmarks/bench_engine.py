@@ -11,7 +11,7 @@ Variants:
 
 * ``fused``: ``engine="fused"`` (fused LIF kernel, event-driven projections where they pay),
   run as ``fit`` runs it: the active entries of 3-D spike input are indexed once per fit
-  (``sksnn._training.input_events``, outside the timed step) and gathered per batch (inside).
+  (``sksnn._trainer.input_events``, outside the timed step) and gathered per batch (inside).
 * ``fused-scan``: the same, but each step scans its dense spike batch for the active entries
   (what a bare ``SpikingNetwork`` call on a dense tensor does). Same as ``fused`` for W3.
 * ``reference``: ``engine="reference"`` (plain autograd loop, dense projections).
@@ -175,9 +175,10 @@ def _lif_parameters(temperature: float = 0.1):
 def _sksnn_step(w: Workload, engine: str, x, y, device: str, events: bool = False):
     import torch
     import torch.nn.functional as F
-    from sksnn._training import input_events
 
-    from sksnn.network import SpikingNetwork, reduce_readout
+    from sksnn._trainer import input_events
+    from sksnn.losses import reduce_readout
+    from sksnn.network import SpikingNetwork
     from sksnn.noise import GeneratorNoise
 
     net = SpikingNetwork(
@@ -198,8 +199,7 @@ def _sksnn_step(w: Workload, engine: str, x, y, device: str, events: bool = Fals
     samples = np.arange(x.shape[0])
 
     def step():
-        pattern = None if index is None else index.batch(samples)
-        out = net(x, noise, input_pattern=pattern)
+        out = net(x if index is None else index.batch(samples), noise)
         loss = F.cross_entropy(reduce_readout(out.output, "max"), y)
         opt.zero_grad(set_to_none=True)
         loss.backward()
