@@ -282,6 +282,23 @@ class BaseSpiking(InputMixin, InferenceMixin, BaseEstimator):
         self.module_.n_steps = self.n_steps
         self.module_.engine = self.engine
 
+    def fit(self, X, y, sample_weight=None):
+        """Fit the network to data X and targets y (from scratch unless ``warm_start``).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features) or (n_samples, n_steps, n_inputs)
+            Tabular features (encoded over ``n_steps``) or sequences used as they are.
+        y : array-like of shape (n_samples,) or (n_samples, n_targets)
+            Class labels (classifier) or targets (regressor, one or more columns).
+        sample_weight : array-like of shape (n_samples,), default=None
+
+        Returns
+        -------
+        self
+        """
+        return self._fit(X, y, sample_weight, incremental=False)
+
     def _fit(self, X, y, sample_weight, *, incremental: bool, classes=None):
         first_call = not (hasattr(self, "module_") and (incremental or self.warm_start))
         # every call: set_params between partial_fit calls must not slip past validation

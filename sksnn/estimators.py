@@ -197,21 +197,6 @@ class SpikingClassifier(ClassifierMixin, BaseSpiking):
     def _score_validation(self, X: np.ndarray, y: np.ndarray) -> float:
         return float(np.mean(self._predict_encoded(X) == y))
 
-    def fit(self, X, y, sample_weight=None):
-        """Fit the network to data X and labels y.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features) or (n_samples, n_steps, n_inputs)
-        y : array-like of shape (n_samples,)
-        sample_weight : array-like of shape (n_samples,), default=None
-
-        Returns
-        -------
-        self
-        """
-        return self._fit(X, y, sample_weight, incremental=False)
-
     def partial_fit(self, X, y, classes=None, sample_weight=None):
         """Train for one epoch over (X, y).
 
@@ -376,28 +361,19 @@ firing_rates_
         tags.target_tags.single_output = True
         return tags
 
-    def fit(self, X, y, sample_weight=None):
-        """Fit the network to data X and targets y.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features) or (n_samples, n_steps, n_inputs)
-        y : array-like of shape (n_samples,) or (n_samples, n_targets)
-        sample_weight : array-like of shape (n_samples,), default=None
-
-        Returns
-        -------
-        self
-        """
-        return self._fit(X, y, sample_weight, incremental=False)
-
     def partial_fit(self, X, y, sample_weight=None):
-        """Train for one epoch over (X, y).
+        """Train for one epoch over (X, y), one chunk of a stream.
+
+        The targets are standardised with the running mean and standard deviation of every
+        chunk seen since the network was built, so the first chunk need not represent the
+        stream.
 
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features) or (n_samples, n_steps, n_inputs)
+            The chunk's inputs, of the width the first call set.
         y : array-like of shape (n_samples,) or (n_samples, n_targets)
+            Its targets, as many columns as in the first call.
         sample_weight : array-like of shape (n_samples,), default=None
 
         Returns

@@ -186,12 +186,6 @@ class SpikeFunction(torch.autograd.Function):
         return grad_output * ctx.surrogate.derivative(v), None, None, None, None
 
 
-def spike(
-    v: Tensor,
-    uniform: Tensor | None,
-    temperature: float,
-    escape_noise: EscapeNoise,
-    surrogate: Surrogate,
-) -> Tensor:
-    """Sample spikes for ``v = U - threshold`` with a surrogate-gradient backward pass."""
-    return SpikeFunction.apply(v, uniform, temperature, escape_noise, surrogate)
+#: Sample spikes for ``v = U - threshold`` with a surrogate-gradient backward pass:
+#: ``spike(v, uniform, temperature, escape_noise, surrogate)`` (see :class:`SpikeFunction`).
+spike = SpikeFunction.apply

@@ -13,6 +13,10 @@ from ..neuron import LIFParameters
 __all__ = ["GradientComparison", "cosine_similarity", "relative_error"]
 
 
+def _flat(values) -> np.ndarray:
+    return np.asarray(values, dtype=np.float64).ravel()
+
+
 def cosine_similarity(a: np.ndarray, b: np.ndarray) -> float:
     """Cosine of the angle between two vectors (flattened); NaN if either is zero.
 
@@ -30,8 +34,7 @@ def cosine_similarity(a: np.ndarray, b: np.ndarray) -> float:
     >>> cosine_similarity([1.0, 0.0], [1.0, 1.0])  # doctest: +ELLIPSIS
     0.7071...
     """
-    a = np.asarray(a, dtype=np.float64).ravel()
-    b = np.asarray(b, dtype=np.float64).ravel()
+    a, b = _flat(a), _flat(b)
     na, nb = np.linalg.norm(a), np.linalg.norm(b)
     if na == 0 or nb == 0:
         return float("nan")
@@ -56,8 +59,7 @@ def relative_error(approx: np.ndarray, exact: np.ndarray) -> float:
     >>> relative_error([1.1, 0.0], [1.0, 0.0])  # doctest: +ELLIPSIS
     0.1000...
     """
-    approx = np.asarray(approx, dtype=np.float64).ravel()
-    exact = np.asarray(exact, dtype=np.float64).ravel()
+    approx, exact = _flat(approx), _flat(exact)
     diff = np.linalg.norm(approx - exact)
     norm = np.linalg.norm(exact)
     if norm == 0:
