@@ -312,12 +312,7 @@ class BaseSpiking(InputMixin, InferenceMixin, BaseEstimator):
         y_enc, commit_targets = self._prepare_targets(
             y, first_call=first_call, incremental=incremental, classes=classes
         )
-        sw = _check_sample_weight(sample_weight, X, dtype=np.float64)
-        if (sw < 0).any():
-            raise ValueError("sample_weight must be non-negative; found negative weights.")
-        if not (sw.sum() > 0):
-            raise ValueError("sample_weight sums to zero; at least one weight must be positive.")
-
+        sw = _sample_weights(sample_weight, X)
         if first_call or not incremental:
             self._rng = check_random_state(self.random_state)
         if not first_call and not incremental:
@@ -326,21 +321,9 @@ class BaseSpiking(InputMixin, InferenceMixin, BaseEstimator):
         if self.early_stopping and not incremental:
             X, X_val, y_enc, y_val, sw = self._validation_split(X, y_enc, sw)
         batch_size = self._batch_size(len(X))
-        n_inputs = X.shape[2] if X.ndim == 3 else X.shape[1]
-        check_batch_fits(
-            batch_memory(
-                X.shape[1] if X.ndim == 3 else self.n_steps,
-                batch_size,
-                n_inputs,
-                self._hidden_sizes(),
-                self._n_readout(),
-                get_engine(self.engine),
-                dense_input=X.ndim == 3 or self.encoding != "current",
-            ),
-            device,
-        )
+        self._check_memory(X, batch_size, device)
         if first_call:
-            self._build(n_inputs, self._n_readout(), X, device)
+            self._build(X.shape[-1], self._n_readout(), X, device)
         trainer = Trainer(self.module_, self._optimizer)
         if not first_call:
             self._refresh_hyperparameters()
@@ -385,6 +368,19 @@ class BaseSpiking(InputMixin, InferenceMixin, BaseEstimator):
                 stacklevel=3,
             )
         return self
+
+    def _check_memory(self, X: np.ndarray, batch_size: int, device: torch.device) -> None:
+        """Refuse, before anything is built, a batch that cannot fit in memory."""
+        needed = batch_memory(
+            X.shape[1] if X.ndim == 3 else self.n_steps,
+            batch_size,
+            X.shape[-1],
+            self._hidden_sizes(),
+            self._n_readout(),
+            get_engine(self.engine),
+            dense_input=X.ndim == 3 or self.encoding != "current",
+        )
+        check_batch_fits(needed, device)
 
     def _warn_if_diverged(self, y_enc: np.ndarray) -> None:
         """Warn when training ended far worse than a constant prediction would be.
@@ -527,3 +523,12 @@ class BaseSpiking(InputMixin, InferenceMixin, BaseEstimator):
         tags = super().__sklearn_tags__()
         tags.input_tags.three_d_array = True
         return tags
+
+
+def _sample_weights(sample_weight, X: np.ndarray) -> np.ndarray:
+    sw = _check_sample_weight(sample_weight, X, dtype=np.float64)
+    if (sw < 0).any():
+        raise ValueError("sample_weight must be non-negative; found negative weights.")
+    if not (sw.sum() > 0):
+        raise ValueError("sample_weight sums to zero; at least one weight must be positive.")
+    return sw
