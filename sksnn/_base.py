@@ -32,6 +32,7 @@ from ._trainer import (
     batch_memory,
     check_batch_fits,
     input_events,
+    make_optimizer,
 )
 from ._version import __version__
 from .encoding import ENCODINGS
@@ -122,7 +123,7 @@ class BaseSpiking(InputMixin, InferenceMixin, BaseEstimator):
         activity_reg=0.0,
         alpha=1e-4,
         batch_size="auto",
-        learning_rate_init=2e-3,
+        learning_rate_init=1e-2,
         max_iter=100,
         shuffle=True,
         tol=1e-4,
@@ -238,8 +239,12 @@ class BaseSpiking(InputMixin, InferenceMixin, BaseEstimator):
     # ---------------------------------------------------------------------------------------
     # Fitting
     # ---------------------------------------------------------------------------------------
-    def _batch_size(self, n_samples: int) -> int:
+    def _batch_size(self, n_samples: int, sequences: bool = False) -> int:
         if self.batch_size == "auto":
+            if sequences:
+                # sequences: at least ~16 updates per epoch (batches of 32 to 200); on tabular
+                # data the same rule only slowed small fits down (benchmarks/results.md)
+                return min(n_samples, max(32, min(200, n_samples // 16)))
             return min(200, n_samples)
         if self.batch_size > n_samples:
             warnings.warn(
@@ -268,7 +273,7 @@ class BaseSpiking(InputMixin, InferenceMixin, BaseEstimator):
         x0 = as_tensor(X_init[:n_init])
         module.initialize(x0, generator, GeneratorNoise(torch_seed + 1))
         self.module_ = module.to(device)
-        self._optimizer = torch.optim.Adam(self.module_.parameters(), lr=self.learning_rate_init)
+        self._optimizer = make_optimizer(self.module_, self.learning_rate_init)
         self._predict_seed = int(self._rng.randint(_SEED_MAX))
         self.n_iter_ = 0
         self.t_ = 0
@@ -320,7 +325,7 @@ class BaseSpiking(InputMixin, InferenceMixin, BaseEstimator):
         X_val = y_val = None
         if self.early_stopping and not incremental:
             X, X_val, y_enc, y_val, sw = self._validation_split(X, y_enc, sw)
-        batch_size = self._batch_size(len(X))
+        batch_size = self._batch_size(len(X), sequences=X.ndim == 3)
         self._check_memory(X, batch_size, device)
         if first_call:
             self._build(X.shape[-1], self._n_readout(), X, device)

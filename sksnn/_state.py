@@ -18,6 +18,7 @@ import torch
 from sklearn.base import is_classifier
 from sklearn.preprocessing import LabelEncoder
 
+from ._trainer import make_optimizer
 from .encoding import ENCODINGS
 from .engines import ENGINES
 from .network import SpikingNetwork
@@ -77,6 +78,9 @@ def fitted_state(estimator) -> dict[str, Any]:
     attributes["optimizer"] = {
         str(i): _numpy(s) for i, s in optimizer.state_dict()["state"].items()
     }
+    # each parameter's step relative to learning_rate_init (make_optimizer); derived from the
+    # initial weights, so it cannot be recomputed later
+    attributes["lr_scales"] = [float(g.get("lr_scale", 1.0)) for g in optimizer.param_groups]
     best = attributes.pop("_best_state")
     attributes["best_weights"] = None if best is None else _numpy(best)
     kind, keys, pos, has_gauss, cached = attributes.pop("_rng").get_state(legacy=True)
@@ -225,11 +229,12 @@ def restore_fitted_state(
             raise FittedStateError(f"An unfitted model has fitted attributes {sorted(state)}.")
         vars(estimator).update(state)
         return
-    known = {"network", "weights", "optimizer", "best_weights", "rng", "n_features_in_",
-             "feature_names_in_", "n_outputs_", "_input_ndim", "_predict_seed", "n_iter_", "t_",
-             "_no_improvement_count", "loss_curve_", "validation_scores_", "best_loss_",
-             "best_validation_score_", "firing_rates_", "classes_", "_y_ndim", "_y_count",
-             "_y_mean", "_y_scale"}  # fmt: skip
+    known = {
+        *"network weights optimizer lr_scales best_weights rng".split(),
+        *"n_features_in_ feature_names_in_ n_outputs_ _input_ndim _predict_seed".split(),
+        *"n_iter_ t_ _no_improvement_count loss_curve_ validation_scores_ best_loss_".split(),
+        *"best_validation_score_ firing_rates_ classes_ _y_ndim _y_count _y_mean _y_scale".split(),
+    }
     unknown = sorted(set(state) - known)
     if unknown and strict:
         raise FittedStateError(f"Unknown fitted attributes {unknown}.")
@@ -273,7 +278,8 @@ def restore_fitted_state(
 
     module = SpikingNetwork(**arguments)
     module.load_state_dict({k: torch.tensor(v) for k, v in weights.items()})
-    attributes["_optimizer"] = _optimizer(module, state.get("optimizer"))
+    scales = state.get("lr_scales")
+    attributes["_optimizer"] = _optimizer(module, state.get("optimizer"), scales)
     attributes["_best_state"] = (
         None if best is None else {k: torch.tensor(v) for k, v in best.items()}
     )
@@ -321,11 +327,14 @@ def _rng(value: Any) -> np.random.RandomState:
     return rng
 
 
-def _optimizer(module: SpikingNetwork, value: Any) -> torch.optim.Adam:
-    """Adam over ``module`` with the stored moments. Its settings are not part of the state:
-    every fit sets the step size from ``learning_rate_init``."""
+def _optimizer(module: SpikingNetwork, value: Any, lr_scales: Any) -> torch.optim.Adam:
+    """Adam over ``module`` with the stored moments and relative step sizes. The step size
+    itself is not part of the state: every fit sets it from ``learning_rate_init``."""
     params = list(module.parameters())
-    optimizer = torch.optim.Adam(params)
+    if not isinstance(lr_scales, list) or len(lr_scales) != len(params):
+        raise FittedStateError(f"lr_scales must be a list of {len(params)} numbers.")
+    scales = [_real(s, "lr_scales", 0.0, low_open=True) for s in lr_scales]
+    optimizer = make_optimizer(module, 1e-3, scales)
     if not isinstance(value, dict):
         raise FittedStateError("Malformed optimizer state.")
     moments: dict[int, dict[str, torch.Tensor]] = {}

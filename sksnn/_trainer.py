@@ -9,6 +9,7 @@ the stopping rule); this module does not know about scikit-learn.
 from __future__ import annotations
 
 import copy
+import math
 import time
 import warnings
 from collections.abc import Callable
@@ -34,6 +35,7 @@ __all__ = [
     "batch_memory",
     "check_batch_fits",
     "input_events",
+    "make_optimizer",
     "restore",
     "snapshot",
     "train_epoch",
@@ -61,6 +63,37 @@ class EpochResult:
     firing_rates: np.ndarray
     seconds: float
     validation: float | None = None
+
+
+def make_optimizer(
+    module: SpikingNetwork, lr: float, lr_scales: list[float] | None = None
+) -> torch.optim.Adam:
+    """Adam with one parameter group per parameter (module order), each weight matrix
+    stepping in proportion to its initial scale.
+
+    The fluctuation-driven initialisation sets weight scales from the input statistics: the
+    first layer's weights on sparse spike input start tens of times larger than on
+    standardised tabular currents. Adam's step is absolute, so one step size would either
+    crawl on the one or thrash the other. Each weight matrix therefore steps with
+    ``lr * lr_scale``, ``lr_scale = std(W_init) * sqrt(fan_in)`` (its scale relative to the
+    standard ``1 / sqrt(fan_in)``); biases with ``lr``. ``lr_scales`` (from a fitted state)
+    restores the scales of a network that has trained since.
+    """
+    params = list(module.parameters())
+    if lr_scales is None:
+        lr_scales = [_initial_scale(p) for p in params]
+    groups = [
+        {"params": [p], "lr": lr * s, "lr_scale": s}
+        for p, s in zip(params, lr_scales, strict=True)
+    ]
+    return torch.optim.Adam(groups, lr=lr)
+
+
+def _initial_scale(p: Tensor) -> float:
+    if p.ndim != 2 or p.numel() < 2:
+        return 1.0
+    std = float(p.detach().std())
+    return std * math.sqrt(p.shape[1]) if math.isfinite(std) and std > 0 else 1.0
 
 
 def snapshot(module: torch.nn.Module, optimizer: torch.optim.Optimizer) -> dict:
@@ -258,8 +291,9 @@ class Trainer:
                     state[k] = v.to(device)
 
     def set_learning_rate(self, learning_rate: float) -> None:
+        """Step sizes from ``learning_rate``, each group's relative scale kept."""
         for group in self.optimizer.param_groups:
-            group["lr"] = learning_rate
+            group["lr"] = learning_rate * group.get("lr_scale", 1.0)
 
     def run(
         self,

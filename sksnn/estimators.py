@@ -78,9 +78,13 @@ class SpikingClassifier(ClassifierMixin, BaseSpiking):
     alpha : float, default=1e-4
         L2 penalty on the weights (divided by the batch size, as in MLPClassifier).
     batch_size : int or "auto", default="auto"
-        Mini-batch size; "auto" is ``min(200, n_samples)``.
-    learning_rate_init : float, default=2e-3
-        Adam step size.
+        Mini-batch size; "auto" is ``min(200, n_samples)`` for 2-D ``X`` and, for 3-D ``X``
+        (sequences), ``n_samples // 16`` clipped to [32, 200] (at most ``n_samples``): at
+        least ~16 updates per epoch.
+    learning_rate_init : float, default=1e-2
+        Adam step size for a weight matrix at the standard ``1/sqrt(fan_in)`` scale; each
+        weight matrix steps in proportion to its initial scale (``std * sqrt(fan_in)``), so
+        that the step is the same relative to the weights whatever the input statistics.
     max_iter : int, default=100
         Maximum number of epochs.
     shuffle : bool, default=True

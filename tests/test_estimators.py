@@ -259,16 +259,17 @@ def test_sample_weight(clf_data):
     ones = SpikingClassifier(**SMALL).fit(X, y, sample_weight=np.ones(len(y)))
     none = SpikingClassifier(**SMALL).fit(X, y)
     assert _same_weights(_weights(ones), _weights(none))
-    # zero-weighted copies with scrambled labels do not hurt the fit; unweighted they do.
-    # Measured training accuracies over seeds 0-2: weighted 0.89-0.94, unweighted 0.73-0.86,
-    # always at least 0.08 apart.
+    # zero-weighted copies with scrambled labels do not hurt the fit; unweighted they do. Two
+    # scrambled copies, so that unweighted they outvote the true labels (with one copy the
+    # default step sizes fit the true labels anyway: 0.91-0.95). Measured training accuracies
+    # over seeds 0-2: weighted 0.96-0.98, unweighted 0.83-0.87, always at least 0.09 apart.
     X, y = make_classification(
         n_samples=120, n_features=6, n_informative=4, n_classes=3, class_sep=2.0, random_state=0
     )
     rng = np.random.RandomState(0)
-    X2 = np.vstack([X, X])
-    y2 = np.concatenate([y, rng.permutation(y)])
-    sw = np.r_[np.ones(len(y)), np.zeros(len(y))]
+    X2 = np.vstack([X, X, X])
+    y2 = np.concatenate([y, rng.permutation(y), rng.permutation(y)])
+    sw = np.r_[np.ones(len(y)), np.zeros(2 * len(y))]
     params = {**SMALL, "max_iter": 30, "batch_size": 20}
     weighted = SpikingClassifier(**params).fit(X2, y2, sample_weight=sw)
     unweighted = SpikingClassifier(**params).fit(X2, y2)
@@ -361,7 +362,9 @@ def test_set_params_between_warm_fits_takes_effect(clf_data):
     clf.set_params(noise_temperature=0.0, learning_rate_init=1e-2)
     clf.fit(X, y)
     assert clf.module_.lif.temperature == 0.0
-    assert clf._optimizer.param_groups[0]["lr"] == 1e-2
+    # each weight matrix steps in proportion to its initial scale (lr_scale)
+    for group in clf._optimizer.param_groups:
+        assert group["lr"] == pytest.approx(1e-2 * group["lr_scale"])
     assert dataclasses.is_dataclass(clf.module_.lif)
 
 
