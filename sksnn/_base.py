@@ -38,7 +38,8 @@ from ._version import __version__
 from .encoding import ENCODINGS
 from .engines import ENGINES, get_engine
 from .exceptions import InconsistentVersionWarning
-from .network import READOUTS, NetworkOutput, SpikingNetwork
+from .losses import READOUTS
+from .network import NetworkOutput, SpikingNetwork
 from .neuron import RESETS, LIFParameters, decay
 from .noise import GeneratorNoise
 from .surrogates import ESCAPE_NOISE, SURROGATES, Surrogate, get_escape_noise, get_surrogate

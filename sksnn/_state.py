@@ -18,7 +18,7 @@ import torch
 from sklearn.base import is_classifier
 from sklearn.preprocessing import LabelEncoder
 
-from ._trainer import make_optimizer
+from ._trainer import SEED_MAX, make_optimizer
 from .encoding import ENCODINGS
 from .engines import ENGINES
 from .network import SpikingNetwork
@@ -33,7 +33,6 @@ __all__ = [
     "restore_fitted_state",
 ]
 
-SEED_MAX = 2**31 - 1
 _NETWORK_KEYS = {"n_inputs", "hidden_layer_sizes", "n_outputs", "recurrent", "encoding",
                  "n_steps", "engine", "lif"}  # fmt: skip
 _ADAM_KEYS = ["exp_avg", "exp_avg_sq", "step"]

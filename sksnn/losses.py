@@ -11,6 +11,7 @@ from torch import Tensor
 
 __all__ = [
     "MAX_SPIKE_RATE",
+    "READOUTS",
     "activity_penalty",
     "cross_entropy",
     "spike_count",
@@ -21,6 +22,8 @@ __all__ = [
 # Upper bound of the activity regulariser: spikes per neuron per step above which the rate is
 # penalised (7 spikes in 100 steps, the bound used by Gygax & Zenke 2025).
 MAX_SPIKE_RATE = 0.07
+# How the readout potential is reduced over time.
+READOUTS = ("max", "mean", "last")
 
 
 def reduce_readout(output: Tensor, readout: str) -> Tensor:
@@ -31,7 +34,7 @@ def reduce_readout(output: Tensor, readout: str) -> Tensor:
         return output.mean(dim=0)
     if readout == "last":
         return output[-1]
-    raise ValueError(f"readout must be one of ('max', 'mean', 'last'), got {readout!r}.")
+    raise ValueError(f"readout must be one of {READOUTS}, got {readout!r}.")
 
 
 def cross_entropy(output: Tensor, y: Tensor, readout: str = "max") -> Tensor:

@@ -20,13 +20,10 @@ from .encoding import ENCODINGS, encode
 from .engines import Engine, LayerInput, get_engine
 from .engines.base import project
 from .layers import DTYPE, LeakyReadout, LIFLayer, leaky_readout
-from .losses import reduce_readout
 from .neuron import LIFParameters
 from .noise import NoiseSource
 
-__all__ = ["READOUTS", "NetworkOutput", "SpikingNetwork", "reduce_readout"]
-
-READOUTS = ("max", "mean", "last")
+__all__ = ["NetworkOutput", "SpikingNetwork"]
 
 # Target standard deviation of the free membrane potential at initialisation, in units of the
 # threshold (fluctuation-driven initialisation, Rossbroich, Gygax & Zenke 2022): large enough
