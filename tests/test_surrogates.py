@@ -42,7 +42,7 @@ def test_derivative_is_derivative_of_primitive(name, beta):
 
 @pytest.mark.parametrize("name", [n for n in NAMED if n != "superspike"])
 def test_surrogates_integrate_to_one(name):
-    # THEORY.md §5: all but superspike are densities. Their primitive (checked above to be an
+    # All but superspike are densities. Their primitive (checked above to be an
     # antiderivative) goes from 0 to 1; atan has the heaviest tail, 1/(pi^2 beta |x|) ~ 5e-9
     # at |x| = 1e7.
     s = get_surrogate(name, 2.0)
@@ -78,7 +78,7 @@ def test_superspike_integrates_to_two_over_beta():
     ],
 )
 def test_literature_formulas(name, formula):
-    # THEORY.md §5, evaluated pointwise in plain Python.
+    # The formulas of sksnn/surrogates.py, evaluated pointwise in plain Python.
     beta = 3.0
     xs = [-1.0, -0.31, -0.1, 0.0, 0.05, 0.2, 0.7]
     got = get_surrogate(name, beta).derivative(torch.tensor(xs, dtype=torch.float64))
