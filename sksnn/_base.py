@@ -46,7 +46,6 @@ from .surrogates import ESCAPE_NOISE, SURROGATES, Surrogate, get_escape_noise, g
 
 __all__ = ["BaseSpiking"]
 
-_SEED_MAX = SEED_MAX
 # A fit whose final loss exceeds this multiple of a constant prediction's loss has diverged.
 DIVERGENCE_FACTOR = 10.0
 
@@ -257,7 +256,7 @@ class BaseSpiking(InputMixin, InferenceMixin, BaseEstimator):
         return min(self.batch_size, n_samples)
 
     def _build(self, n_inputs: int, n_outputs: int, X_init: np.ndarray, device) -> None:
-        torch_seed = int(self._rng.randint(_SEED_MAX))
+        torch_seed = int(self._rng.randint(SEED_MAX))
         module = SpikingNetwork(
             n_inputs,
             self._hidden_sizes(),
@@ -275,7 +274,7 @@ class BaseSpiking(InputMixin, InferenceMixin, BaseEstimator):
         module.initialize(x0, generator, GeneratorNoise(torch_seed + 1))
         self.module_ = module.to(device)
         self._optimizer = make_optimizer(self.module_, self.learning_rate_init)
-        self._predict_seed = int(self._rng.randint(_SEED_MAX))
+        self._predict_seed = int(self._rng.randint(SEED_MAX))
         self.n_iter_ = 0
         self.t_ = 0
         self.loss_curve_ = []
@@ -455,7 +454,7 @@ class BaseSpiking(InputMixin, InferenceMixin, BaseEstimator):
             # sides; otherwise split at random, as for a regressor
             if counts.min() < 2 or min(n_val, len(X) - n_val) < len(counts):
                 stratify = None
-        seed = self._rng.randint(_SEED_MAX)
+        seed = self._rng.randint(SEED_MAX)
         X_tr, X_val, y_tr, y_val, sw_tr, _ = train_test_split(
             X, y, sw, test_size=n_val, random_state=seed, stratify=stratify
         )

@@ -150,8 +150,8 @@ def sample_spikes(
     """
     if out is None:
         out = torch.empty_like(v)
-    # The comparisons write 0/1 straight into a float tensor: on the CPU that is several times
-    # faster than producing a bool tensor and converting it.
+    # The comparisons write 0/1 straight into a float tensor, so no bool temporary has to be
+    # allocated and converted.
     if temperature > 0:
         if uniform is None:
             raise ValueError("A stochastic neuron (temperature > 0) needs uniform noise.")
