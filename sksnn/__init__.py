@@ -13,10 +13,13 @@ from .estimators import (
     SpikingRegressor,
 )
 from .exceptions import InconsistentVersionWarning, TrainingDivergedError
+from .spikes import SpikeTimeBinner, SpikeTrains
 
 __all__ = [
     "InconsistentVersionWarning",
     "SimulationResult",
+    "SpikeTimeBinner",
+    "SpikeTrains",
     "SpikingClassifier",
     "SpikingRegressor",
     "TrainingDivergedError",

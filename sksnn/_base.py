@@ -22,7 +22,7 @@ from sklearn.utils.validation import (
 )
 
 from ._inference import InferenceMixin
-from ._inputs import InputMixin, as_tensor
+from ._inputs import InputMixin, as_tensor, dense_samples
 from ._state import fitted_state, restore_fitted_state
 from ._trainer import (
     SEED_MAX,
@@ -42,6 +42,7 @@ from .losses import READOUTS
 from .network import NetworkOutput, SpikingNetwork
 from .neuron import RESETS, LIFParameters, decay
 from .noise import GeneratorNoise
+from .spikes import SpikeTrains
 from .surrogates import ESCAPE_NOISE, SURROGATES, Surrogate, get_escape_noise, get_surrogate
 
 __all__ = ["BaseSpiking"]
@@ -270,7 +271,7 @@ class BaseSpiking(InputMixin, InferenceMixin, BaseEstimator):
         # Weights are drawn on the CPU so that initial weights do not depend on the device.
         generator = torch.Generator().manual_seed(torch_seed)
         n_init = min(len(X_init), 256)
-        x0 = as_tensor(X_init[:n_init])
+        x0 = as_tensor(dense_samples(X_init, slice(0, n_init)))
         module.initialize(x0, generator, GeneratorNoise(torch_seed + 1))
         self.module_ = module.to(device)
         self._optimizer = make_optimizer(self.module_, self.learning_rate_init)
@@ -338,7 +339,8 @@ class BaseSpiking(InputMixin, InferenceMixin, BaseEstimator):
             commit_targets()
 
         y_t = torch.as_tensor(y_enc, device=device)
-        X_t = as_tensor(X).to(device)
+        # spike trains stay events: batches are gathered or made dense one at a time
+        X_t = X if isinstance(X, SpikeTrains) else as_tensor(X).to(device)
         sw_t = torch.as_tensor(sw / sw.mean(), dtype=torch.float32, device=device)
 
         def on_epoch(result: EpochResult) -> None:
@@ -348,7 +350,7 @@ class BaseSpiking(InputMixin, InferenceMixin, BaseEstimator):
                 self.validation_scores_.append(result.validation)
 
         stopped = trainer.run(
-            TrainingData(X_t, y_t, sw_t, input_events(X_t, self.module_)),
+            TrainingData(X_t, y_t, sw_t, input_events(X_t, self.module_, device)),
             self._loss,
             n_epochs=1 if incremental else self.max_iter,
             rng=self._rng,

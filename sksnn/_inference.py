@@ -10,6 +10,7 @@ import numpy as np
 import torch
 from sklearn.utils.validation import check_is_fitted
 
+from ._inputs import dense_samples
 from .losses import reduce_readout
 from .noise import CounterNoise, sample_keys
 
@@ -74,7 +75,7 @@ class InferenceMixin:
         module.eval()
         with torch.inference_mode():
             for chunk in self._chunks(len(X), n_steps):
-                x = torch.tensor(X[chunk], device=device)
+                x = torch.tensor(dense_samples(X, chunk), device=device)
                 keys = sample_keys(x)
                 for trial in range(n_trials):
                     noise = CounterNoise(self._predict_seed, keys, trial)

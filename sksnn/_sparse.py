@@ -36,6 +36,8 @@ __all__ = [
     "binary_matmul_t",
     "binary_pattern",
     "prefer_sparse",
+    "range_positions",
+    "sampled_rows",
 ]
 
 # Cut-over between the event-driven and the dense product (benchmarks/bench_sparse.py; the
@@ -134,6 +136,17 @@ class SampleEvents:
         self.cols = pattern.cols.numpy()
         self.row_offsets = pattern.row_offsets.numpy().astype(np.int64)
 
+    @classmethod
+    def from_arrays(
+        cls, cols: np.ndarray, row_offsets: np.ndarray, n_steps: int, n_cols: int
+    ) -> SampleEvents:
+        """From the columns (int32) of the active entries, sorted by row ``sample * n_steps +
+        step`` then column, and the int64 start of every row (and the end)."""
+        events = cls.__new__(cls)
+        events.n_steps, events.n_cols = n_steps, n_cols
+        events.cols, events.row_offsets = cols, row_offsets
+        return events
+
     def batch(self, samples: np.ndarray) -> StepPattern:
         """The regrouped pattern of ``X[samples]`` for the fused layer."""
         samples = np.asarray(samples, dtype=np.int64)
@@ -142,10 +155,7 @@ class SampleEvents:
         rows = (samples[None, :] * self.n_steps + np.arange(self.n_steps)[:, None]).reshape(-1)
         starts = self.row_offsets[rows]
         counts = self.row_offsets[rows + 1] - starts
-        ends = np.cumsum(counts)
-        total = int(ends[-1]) if len(ends) else 0
-        # every gathered entry: its row's start + its rank within the row
-        position = np.arange(total) + np.repeat(starts - ends + counts, counts)
+        position, ends = range_positions(starts, counts)
         offsets = np.zeros(len(rows) + 1, dtype=np.int32)
         offsets[1:] = ends
         return StepPattern(
@@ -253,6 +263,15 @@ def _csr(crow: Tensor, col: Tensor, values: Tensor, size: tuple[int, int]) -> Te
     return xt
 
 
+def range_positions(starts: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The positions ``starts[i] + k`` for ``k < counts[i]``, range after range, and the
+    cumulative counts (the end of each range in the result)."""
+    ends = np.cumsum(counts)
+    total = int(ends[-1]) if len(ends) else 0
+    # every gathered entry: its range's start + its rank within the range
+    return np.arange(total) + np.repeat(starts - ends + counts, counts), ends
+
+
 def _offsets(counts: Tensor) -> Tensor:
     """Start of each row (and the end), int32 like the indices: ``embedding_bag`` takes
     either, and half the size matters for long patterns."""
@@ -278,14 +297,18 @@ def _sampled_density(x: Tensor) -> float:
     Consecutive rows, not a fixed stride: in a batch-major spike raster a stride can line up
     with the number of steps and sample one step of every sample only.
     """
-    n_rows = x.shape[0]
-    run = _DENSITY_SAMPLE_ROWS // 16
-    if n_rows <= _DENSITY_SAMPLE_ROWS:
-        sample = x
-    else:
-        starts = torch.linspace(0, n_rows - run, 16).long().tolist()
-        sample = torch.cat([x[start : start + run] for start in starts])
+    runs = sampled_rows(x.shape[0])
+    sample = x if runs is None else torch.cat([x[start:stop] for start, stop in runs])
     return torch.count_nonzero(sample).item() / max(1, sample.numel())
+
+
+def sampled_rows(n_rows: int) -> list[tuple[int, int]] | None:
+    """The row ranges :func:`binary_pattern` estimates the density from; None: all rows."""
+    if n_rows <= _DENSITY_SAMPLE_ROWS:
+        return None
+    run = _DENSITY_SAMPLE_ROWS // 16
+    starts = torch.linspace(0, n_rows - run, 16).long().tolist()
+    return [(start, start + run) for start in starts]
 
 
 def binary_pattern(

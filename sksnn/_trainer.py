@@ -20,12 +20,13 @@ import torch
 from torch import Tensor
 
 from ._progress import EpochReporter
-from ._sparse import SampleEvents, binary_pattern
+from ._sparse import SampleEvents, StepPattern, binary_pattern, prefer_sparse
 from .engines import Engine
 from .exceptions import TrainingDivergedError
 from .losses import activity_penalty, weight_penalty
 from .network import NetworkOutput, SpikingNetwork
 from .noise import GeneratorNoise, NoiseSource
+from .spikes import SpikeTrains
 
 __all__ = [
     "EpochResult",
@@ -110,17 +111,29 @@ def restore(module: torch.nn.Module, optimizer: torch.optim.Optimizer, state: di
     optimizer.load_state_dict(state["optimizer"])
 
 
-def input_events(X: Tensor, module: SpikingNetwork) -> SampleEvents | None:
+def input_events(
+    X: Tensor | SpikeTrains, module: SpikingNetwork, device: torch.device
+) -> SampleEvents | None:
     """The active entries of a 0/1 3-D training set, indexed once for all epochs, or None.
 
     Only for an engine that takes events, and where it would take the event-driven path for
     this input anyway (CPU; input binary and sparse enough for the first hidden layer's width,
-    see :func:`sksnn._sparse.prefer_sparse`).
+    see :func:`sksnn._sparse.prefer_sparse`). A :class:`~sksnn.spikes.SpikeTrains` gets the
+    same decision and the same index as its dense array, without the dense array.
     """
-    if X.ndim != 3 or X.device.type != "cpu" or not module.engine_object.takes_events:
+    if device.type != "cpu" or not module.engine_object.takes_events:
+        return None
+    width = module.hidden_layer_sizes[0]
+    if isinstance(X, SpikeTrains):
+        # binary_pattern's rule: the sampled density (halved) and then the exact one
+        sparse = prefer_sparse(X.sampled_density() / 2, width) and prefer_sparse(X.density, width)
+        if not sparse or X.n_events >= np.iinfo(np.int32).max:
+            return None
+        return X.sample_events()
+    if X.ndim != 3:
         return None
     n_samples, n_steps, n_inputs = X.shape
-    pattern = binary_pattern(X.reshape(-1, n_inputs), module.hidden_layer_sizes[0])
+    pattern = binary_pattern(X.reshape(-1, n_inputs), width)
     if pattern is None or pattern.nnz >= np.iinfo(np.int32).max:  # int32 offsets
         return None
     return SampleEvents(pattern, n_samples, n_steps)
@@ -129,9 +142,7 @@ def input_events(X: Tensor, module: SpikingNetwork) -> SampleEvents | None:
 def train_epoch(
     module: SpikingNetwork,
     optimizer: torch.optim.Optimizer,
-    X: Tensor,
-    y: Tensor,
-    sample_weight: Tensor,
+    data: TrainingData,
     loss_fn: Callable[[NetworkOutput, Tensor], Tensor],
     *,
     batch_size: int,
@@ -140,26 +151,22 @@ def train_epoch(
     alpha: float,
     activity_reg: float,
     on_batch: Callable[[float], None] | None = None,
-    events: SampleEvents | None = None,
 ) -> EpochResult:
-    """One pass over ``X`` in mini-batches of ``batch_size`` in the given ``order``.
+    """One pass over ``data`` in mini-batches of ``batch_size`` in the given ``order``.
 
     Parameters
     ----------
+    data : TrainingData
+        Its sample weights are normalised to mean 1 over the training set, so a batch's loss
+        is the mean of ``w_i * loss_i`` and unit weights reproduce the unweighted loss exactly.
     loss_fn : callable
         ``loss_fn(output, y_batch)`` returns the per-sample data loss, shape (n_batch,).
-    sample_weight : Tensor, shape (n_samples,)
-        Normalised to mean 1 over the training set, so a batch's loss is the mean of
-        ``w_i * loss_i`` and unit weights reproduce the unweighted loss exactly.
     alpha : float
         L2 penalty, ``0.5 * alpha * ||W||^2 / n_batch`` per batch as in scikit-learn's MLP.
     activity_reg : float
         Strength of :func:`activity_penalty`.
     on_batch : callable, optional
         Called with each batch's loss (progress reporting).
-    events : SampleEvents, optional
-        Active entries of a 0/1 3-D ``X``, indexed once per fit (:func:`input_events`); each
-        batch's are gathered from it instead of scanned.
 
     Raises
     ------
@@ -173,14 +180,13 @@ def train_epoch(
     module.train()
     for begin in range(0, n_samples, batch_size):
         samples = order[begin : begin + batch_size]
-        idx = torch.as_tensor(samples, device=X.device)
+        idx = torch.as_tensor(samples, device=data.device)
         n_batch = idx.shape[0]
-        # spike data indexed once per fit: the batch's events, never its dense array
-        out = module(X[idx] if events is None else events.batch(samples), noise)
-        per_sample = loss_fn(out, y[idx])
+        out = module(data.inputs(samples, idx), noise)
+        per_sample = loss_fn(out, data.y[idx])
         if activity_reg > 0:
             per_sample = per_sample + activity_reg * activity_penalty(out.spikes)
-        loss = (sample_weight[idx] * per_sample).mean()
+        loss = (data.sample_weight[idx] * per_sample).mean()
         if alpha > 0:
             loss = loss + 0.5 * alpha * weight_penalty(module.connection_weights()) / n_batch
         loss_value = loss.item()
@@ -256,16 +262,30 @@ def check_batch_fits(needed: int, device: torch.device) -> None:
 
 @dataclass
 class TrainingData:
-    """A training set on the training device: inputs, encoded targets, sample weights
-    (normalised to mean 1) and, for 0/1 spike data, its events indexed once."""
+    """A training set: inputs (on the training device, or as :class:`SpikeTrains`), encoded
+    targets and sample weights (normalised to mean 1) on the device and, for 0/1 spike data,
+    its events indexed once (:func:`input_events`)."""
 
-    X: Tensor
+    X: Tensor | SpikeTrains
     y: Tensor
     sample_weight: Tensor
     events: SampleEvents | None = None
 
+    @property
+    def device(self) -> torch.device:
+        return self.y.device
+
     def __len__(self) -> int:
-        return len(self.X)
+        return len(self.y)
+
+    def inputs(self, samples: np.ndarray, idx: Tensor) -> Tensor | StepPattern:
+        """A batch's input: its events when indexed, else its dense array (``idx`` is
+        ``samples`` on the device)."""
+        if self.events is not None:
+            return self.events.batch(samples)
+        if isinstance(self.X, SpikeTrains):
+            return torch.from_numpy(self.X.dense_samples(samples)).to(self.device)
+        return self.X[idx]
 
 
 class Trainer:
@@ -322,7 +342,7 @@ class Trainer:
         completed epoch are restored before the exception propagates. Each epoch draws its
         sample order and then its noise seed from ``rng``.
         """
-        device = data.X.device
+        device = data.device
         for epoch in range(first_epoch, first_epoch + n_epochs):
             order = rng.permutation(len(data)) if shuffle else np.arange(len(data))
             reporter = EpochReporter(epoch, -(-len(data) // batch_size)) if verbose else None
@@ -331,9 +351,7 @@ class Trainer:
                 result = train_epoch(
                     self.module,
                     self.optimizer,
-                    data.X,
-                    data.y,
-                    data.sample_weight,
+                    data,
                     loss_fn,
                     batch_size=batch_size,
                     order=order,
@@ -341,7 +359,6 @@ class Trainer:
                     alpha=alpha,
                     activity_reg=activity_reg,
                     on_batch=None if reporter is None else reporter.batch,
-                    events=data.events,
                 )
             except TrainingDivergedError:
                 restore(self.module, self.optimizer, good)

@@ -1,9 +1,9 @@
 """Spike-train data sets: synthetic random-manifold data and a reader for the Heidelberg files.
 
-Both functions return dense arrays ``X`` of shape ``(n_samples, n_steps, n_units)`` and integer
-labels ``y``, the layout every estimator in this package takes. This module deliberately depends
-on numpy and scikit-learn only (no torch, nothing else from ``sksnn``) so that data can be
-prepared in processes that never load the simulator, and it never downloads anything.
+Both functions return arrays ``X`` of shape ``(n_samples, n_steps, n_units)`` (``load_shd`` also
+as :class:`~sksnn.spikes.SpikeTrains`) and integer labels ``y``, the layouts every estimator in
+this package takes. At module level this module depends on numpy and scikit-learn only (no
+torch, nothing else from ``sksnn``), and it never downloads anything.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import os
 from numbers import Integral, Real
 
 import numpy as np
-from numpy.typing import DTypeLike
+from numpy.typing import ArrayLike, DTypeLike
 from sklearn.utils import check_random_state
 
 __all__ = ["load_shd", "make_randman"]
@@ -221,7 +221,8 @@ def load_shd(
     dtype: DTypeLike = np.float32,
     *,
     binary: bool = True,
-) -> tuple[np.ndarray, np.ndarray]:
+    sparse: bool = False,
+):
     """Read a Spiking Heidelberg Digits (SHD) or Spiking Speech Commands (SSC) HDF5 file.
 
     The files are not shipped with this package and nothing is downloaded: get them yourself
@@ -234,7 +235,7 @@ def load_shd(
     ``spikes/units`` (the index of the unit that fired each spike), and the integer ``labels``.
     Spikes are binned into ``n_steps`` equal bins over ``[0, max_time)``; bin ``k`` covers
     ``[k * max_time / n_steps, (k + 1) * max_time / n_steps)``. Spikes outside ``[0, max_time)``
-    are dropped.
+    are dropped. The file is read in chunks of samples.
 
     Parameters
     ----------
@@ -247,17 +248,20 @@ def load_shd(
     n_units : int, default=700
         Number of input units; every unit index in the file must be below it.
     dtype : numpy dtype, default=numpy.float32
-        Data type of ``X``. With ``binary=False`` an integer type narrower than the largest
-        count wraps around, so keep the default unless memory forces otherwise.
+        Data type of a dense ``X``. With ``binary=False`` an integer type narrower than the
+        largest count wraps around, so keep the default unless memory forces otherwise.
     binary : bool, default=True
         If True, a bin holding one or more spikes of a unit is 1; if False, it holds the spike
-        count.
+        count (dense ``X`` only).
+    sparse : bool, default=False
+        Return ``X`` as :class:`~sksnn.spikes.SpikeTrains` (events only, never dense): SHD's
+        training set then takes about 1 % of its dense size, and SSC fits in memory.
 
     Returns
     -------
-    X : numpy.ndarray of shape (n_samples, n_steps, n_units)
-        Binned spikes (0/1, or counts with ``binary=False``). The whole file is held densely in
-        memory: SHD's training set is about 2.3 GB at the defaults.
+    X : numpy.ndarray or SpikeTrains of shape (n_samples, n_steps, n_units)
+        Binned spikes (0/1, or counts with ``binary=False``). A dense ``X`` holds the whole
+        file in memory: SHD's training set is about 2.3 GB at the defaults.
     y : numpy.ndarray of shape (n_samples,), dtype int64
         Labels as stored in the file.
 
@@ -283,12 +287,15 @@ def load_shd(
     >>> X, y = load_shd("shd_test.h5")  # doctest: +SKIP
     >>> X.shape, y.shape  # doctest: +SKIP
     ((2264, 100, 700), (2264,))
+    >>> X, y = load_shd("ssc_train.h5", sparse=True)  # doctest: +SKIP
     """
     n_steps = _check_int(n_steps, "n_steps", 1)
     n_units = _check_int(n_units, "n_units", 1)
     max_time = _check_real(max_time, "max_time")
     if max_time <= 0:
         raise ValueError(f"max_time must be > 0, got {max_time}.")
+    if sparse and not binary:
+        raise ValueError("sparse=True holds spikes, not counts; use binary=True or sparse=False.")
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(
@@ -307,38 +314,60 @@ def load_shd(
         for key in ("spikes/times", "spikes/units", "labels"):
             if key not in f:
                 raise ValueError(f"{path!r} has no '{key}' dataset; is it an SHD/SSC file?")
-        # [()] reads each vlen dataset in one call; indexing it per sample would hit the file
-        # once per sample and is orders of magnitude slower.
-        times = f["spikes/times"][()]
-        units = f["spikes/units"][()]
         y = np.asarray(f["labels"][()], dtype=np.int64).reshape(-1)
-
-    n_samples = len(y)
-    if len(times) != n_samples or len(units) != n_samples:
-        raise ValueError(
-            f"'spikes/times' ({len(times)}), 'spikes/units' ({len(units)}) and 'labels' "
-            f"({n_samples}) must have the same number of samples."
-        )
-
-    n_bins = n_steps * n_units
-    X = np.zeros((n_samples, n_steps, n_units), dtype=dtype)
-    for i in range(n_samples):
-        t = np.asarray(times[i], dtype=np.float64).reshape(-1)
-        u = np.asarray(units[i]).reshape(-1)
-        if t.shape != u.shape:
+        n_samples = len(y)
+        n_times, n_units_rows = len(f["spikes/times"]), len(f["spikes/units"])
+        if n_times != n_samples or n_units_rows != n_samples:
             raise ValueError(
-                f"Sample {i}: 'spikes/times' has {t.size} spikes but 'spikes/units' has {u.size}."
+                f"'spikes/times' ({n_times}), 'spikes/units' ({n_units_rows}) and 'labels' "
+                f"({n_samples}) must have the same number of samples."
             )
-        if u.size and (u.min() < 0 or u.max() >= n_units):
-            raise ValueError(
-                f"Sample {i}: unit indices must lie in [0, n_units={n_units}), found "
-                f"{u.min()}..{u.max()}; pass a larger n_units."
-            )
-        keep = (t >= 0) & (t < max_time)
-        # Rounding in t * (n_steps / max_time) can push a spike just below max_time into bin
-        # n_steps, one past the end.
-        step = np.minimum((t[keep] * (n_steps / max_time)).astype(np.int64), n_steps - 1)
-        flat = step * n_units + u[keep].astype(np.int64)
-        counts = np.bincount(flat, minlength=n_bins).reshape(n_steps, n_units)
-        X[i] = np.minimum(counts, 1) if binary else counts
+        X = None if sparse else np.zeros((n_samples, n_steps, n_units), dtype=dtype)
+        cells = []
+        # Chunks of samples: one read per chunk (reading each vlen row alone hits the file
+        # once per sample, orders of magnitude slower), and memory bounded by the chunk.
+        for start in range(0, n_samples, _SHD_CHUNK):
+            stop = min(start + _SHD_CHUNK, n_samples)
+            times = f["spikes/times"][start:stop]
+            units = f["spikes/units"][start:stop]
+            for i in range(start, stop):
+                flat = spike_bins(
+                    times[i - start], units[i - start], i, n_steps, n_units, max_time
+                )
+                if sparse:
+                    cells.append(np.unique(flat))
+                elif binary:
+                    X[i].reshape(-1)[flat] = 1
+                else:
+                    X[i] = np.bincount(flat, minlength=n_steps * n_units).reshape(n_steps, n_units)
+    if sparse:
+        from .spikes import SpikeTrains  # torch and the simulator only when asked for
+
+        return SpikeTrains._from_cells(cells, (n_samples, n_steps, n_units)), y
     return X, y
+
+
+# Samples read from an SHD/SSC file at a time.
+_SHD_CHUNK = 1024
+
+
+def spike_bins(
+    times: ArrayLike, units: ArrayLike, sample: int, n_steps: int, n_units: int, max_time: float
+) -> np.ndarray:
+    """Flat bin indices ``step * n_units + unit`` of one sample's spikes in ``[0, max_time)``
+    (a spike per entry, repeats included); the binning of :func:`load_shd` and
+    :meth:`sksnn.spikes.SpikeTrains.from_spike_times`."""
+    t = np.asarray(times, dtype=np.float64).reshape(-1)
+    u = np.asarray(units).reshape(-1)
+    if t.shape != u.shape:
+        raise ValueError(f"Sample {sample}: {t.size} spike times but {u.size} unit indices.")
+    if u.size and (u.min() < 0 or u.max() >= n_units):
+        raise ValueError(
+            f"Sample {sample}: unit indices must lie in [0, n_units={n_units}), found "
+            f"{u.min()}..{u.max()}; pass a larger n_units."
+        )
+    keep = (t >= 0) & (t < max_time)
+    # Rounding in t * (n_steps / max_time) can push a spike just below max_time into bin
+    # n_steps, one past the end.
+    step = np.minimum((t[keep] * (n_steps / max_time)).astype(np.int64), n_steps - 1)
+    return step * n_units + u[keep].astype(np.int64)
