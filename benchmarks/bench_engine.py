@@ -195,7 +195,7 @@ def _sksnn_step(w: Workload, engine: str, x, y, device: str, events: bool = Fals
     net.to(device)
     opt = torch.optim.Adam(net.parameters(), lr=2e-3)
     noise = GeneratorNoise(3, device)
-    index = input_events(x, net) if events else None
+    index = input_events(x, net, x.device) if events else None
     samples = np.arange(x.shape[0])
 
     def step():

@@ -186,7 +186,7 @@ def test_network_with_gathered_events_matches_scanning():
     lif = LIFParameters(temperature=0.1, surrogate=get_surrogate("matched", 10.0))
     net = SpikingNetwork(120, (256,), 3, lif, n_steps=20, engine="fused")
     net.initialize(data, torch.Generator().manual_seed(1), GeneratorNoise(2))
-    events = input_events(data, net)
+    events = input_events(data, net, torch.device("cpu"))
     assert events is not None  # 2 % density, 256 outputs: event-driven
     samples = np.array([3, 17, 0, 29, 8])
     results = []
@@ -220,8 +220,8 @@ def test_fit_with_indexed_events_equals_fit_scanning_each_batch(monkeypatch):
     indexed = []
     real = estimators.input_events
 
-    def spy(X_t, module):
-        indexed.append(real(X_t, module))
+    def spy(X_t, module, device):
+        indexed.append(real(X_t, module, device))
         return indexed[-1]
 
     models = []
@@ -229,7 +229,7 @@ def test_fit_with_indexed_events_equals_fit_scanning_each_batch(monkeypatch):
         warnings.simplefilter("ignore")  # ConvergenceWarning after 2 epochs
         monkeypatch.setattr(estimators, "input_events", spy)
         models.append(SpikingClassifier(**params).fit(X, y))
-        monkeypatch.setattr(estimators, "input_events", lambda X_t, module: None)
+        monkeypatch.setattr(estimators, "input_events", lambda X_t, module, device: None)
         models.append(SpikingClassifier(**params).fit(X, y))
     assert indexed and indexed[0] is not None  # the first fit did use the index
     for a, b in zip(models[0].module_.parameters(), models[1].module_.parameters(), strict=True):

@@ -13,6 +13,8 @@ from sksnn import SpikeTimeBinner, SpikeTrains, SpikingClassifier, SpikingRegres
 from sksnn import _trainer as trainer
 from sksnn.datasets import load_shd, make_randman
 
+pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+
 
 def _random_spikes(shape, density, seed):
     return (np.random.default_rng(seed).random(shape) < density).astype(np.float32)
@@ -199,14 +201,14 @@ def test_spike_trains_for_a_model_fitted_on_tabular_data(dense):
     rng = np.random.default_rng(0)
     clf = SpikingClassifier((8,), n_steps=5, max_iter=1, random_state=0)
     clf.fit(rng.normal(size=(20, 13)), rng.integers(0, 2, 20))
-    with pytest.raises(ValueError, match="SpikeTrains .*fitted on 2-D"):
+    with pytest.raises(ValueError, match=r"SpikeTrains .*fitted on 2-D"):
         clf.predict(SpikeTrains.from_dense(dense))
 
 
 def test_spike_trains_with_the_wrong_number_of_units(dense):
     clf = SpikingClassifier((8,), max_iter=1, random_state=0).fit(dense, np.arange(37) % 2)
     other = SpikeTrains.from_dense(_random_spikes((5, 11, 12), 0.1, 0))
-    with pytest.raises(ValueError, match="12 features.*expecting 13"):
+    with pytest.raises(ValueError, match=r"12 features.*expecting 13"):
         clf.predict(other)
 
 
@@ -305,7 +307,7 @@ def test_model_selection_on_spike_trains(randman):
     dense_scores = cross_val_score(SpikingClassifier(**params), X, y, cv=3)
     event_scores = cross_val_score(SpikingClassifier(**params), st, y, cv=3)
     np.testing.assert_array_equal(dense_scores, event_scores)
-    X_tr, X_te, y_tr, y_te = train_test_split(st, y, random_state=0)
+    X_tr, X_te, _, _ = train_test_split(st, y, random_state=0)
     assert isinstance(X_tr, SpikeTrains) and len(X_tr) + len(X_te) == len(st)
     search = GridSearchCV(
         SpikingClassifier(**params), {"noise_temperature": [0.0, 0.1]}, cv=2, n_jobs=2
