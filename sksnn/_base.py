@@ -294,7 +294,9 @@ class BaseSpiking(InputMixin, InferenceMixin, BaseEstimator):
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features) or (n_samples, n_steps, n_inputs)
-            Tabular features (encoded over ``n_steps``) or sequences used as they are.
+            Tabular features (encoded over ``n_steps``) or sequences used as they are. 3-D spike
+            data may also be a :class:`~sksnn.spikes.SpikeTrains` (events, never made dense
+            as a whole), wherever X is taken: the same results as its dense array.
         y : array-like of shape (n_samples,) or (n_samples, n_targets)
             Class labels (classifier) or targets (regressor, one or more columns).
         sample_weight : array-like of shape (n_samples,), default=None
