@@ -18,7 +18,7 @@ import torch
 from sklearn.base import is_classifier
 from sklearn.preprocessing import LabelEncoder
 
-from ._trainer import SEED_MAX, make_optimizer
+from ._trainer import SEED_MAX, bias_step_scale, is_hidden_bias, make_optimizer
 from .encoding import ENCODINGS
 from .engines import ENGINES
 from .network import SpikingNetwork
@@ -200,6 +200,7 @@ def _checked_network(config: Any, max_steps: int | None) -> tuple[dict, dict[str
         shapes[f"layers.{i}.weight"] = (h, n)
         if config["recurrent"]:
             shapes[f"layers.{i}.recurrent_weight"] = (h, h)
+        shapes[f"layers.{i}.bias"] = (h,)
     shapes["readout.weight"] = (n_outputs, sizes[-1])
     shapes["readout.bias"] = (n_outputs,)
     return arguments, shapes
@@ -238,6 +239,7 @@ def restore_fitted_state(
     if unknown and strict:
         raise FittedStateError(f"Unknown fitted attributes {unknown}.")
     arguments, shapes = _checked_network(state["network"], max_steps)
+    state = _with_hidden_biases(state, shapes, arguments["lif"])
     weights = _weights(state.get("weights"), "weights", shapes)
     best = state.get("best_weights")
     best = None if best is None else _weights(best, "best_weights", shapes)
@@ -284,6 +286,44 @@ def restore_fitted_state(
     )
     attributes["module_"] = module
     vars(estimator).update({k: state[k] for k in unknown}, **attributes)
+
+
+def _with_hidden_biases(
+    state: dict[str, Any], shapes: dict[str, tuple], lif: LIFParameters
+) -> dict[str, Any]:
+    """``state`` as this version writes it, when an earlier version wrote it without the hidden
+    layers' bias currents: those networks are the same networks with every bias at zero.
+
+    The biases are inserted after their layers' other parameters, in the weights, the
+    per-parameter step scales (:func:`~sksnn._trainer.bias_step_scale`, as in a new fit) and
+    the indices of the optimizer's moments (a bias starts with none). A state that holds any
+    bias is returned unchanged and checked as it is.
+    """
+    weights = state.get("weights")
+    biases = [k for k in shapes if is_hidden_bias(k)]
+    if not isinstance(weights, dict) or any(k in weights for k in biases):
+        return state
+    order = list(shapes)  # the module's parameter order
+    old_order = [k for k in order if k not in biases]
+    upgraded = dict(state)
+    zeros = {k: np.zeros(shapes[k], dtype=np.float32) for k in biases}
+    upgraded["weights"] = {**weights, **zeros}
+    if isinstance(state.get("best_weights"), dict):
+        upgraded["best_weights"] = {**state["best_weights"], **zeros}
+    scales = state.get("lr_scales")
+    if isinstance(scales, list) and len(scales) == len(old_order):
+        by_name = dict(zip(old_order, scales, strict=True))
+        upgraded["lr_scales"] = [
+            bias_step_scale(lif) if k in biases else by_name[k] for k in order
+        ]
+    moments = state.get("optimizer")
+    if isinstance(moments, dict) and all(
+        isinstance(i, str) and i.isdigit() and int(i) < len(old_order) for i in moments
+    ):
+        upgraded["optimizer"] = {
+            str(order.index(old_order[int(i)])): m for i, m in moments.items()
+        }
+    return upgraded
 
 
 def _targets(estimator, state: dict[str, Any], n_outputs: int) -> dict[str, Any]:

@@ -24,7 +24,8 @@ from ._sparse import SampleEvents, StepPattern, binary_pattern, prefer_sparse
 from .engines import Engine
 from .exceptions import TrainingDivergedError
 from .losses import activity_penalty, weight_penalty
-from .network import NetworkOutput, SpikingNetwork
+from .network import SIGMA_U, NetworkOutput, SpikingNetwork
+from .neuron import LIFParameters
 from .noise import GeneratorNoise, NoiseSource
 from .spikes import SpikeTrains
 
@@ -77,17 +78,38 @@ def make_optimizer(
     standardised tabular currents. Adam's step is absolute, so one step size would either
     crawl on the one or thrash the other. Each weight matrix therefore steps with
     ``lr * lr_scale``, ``lr_scale = std(W_init) * sqrt(fan_in)`` (its scale relative to the
-    standard ``1 / sqrt(fan_in)``); biases with ``lr``. ``lr_scales`` (from a fitted state)
-    restores the scales of a network that has trained since.
+    standard ``1 / sqrt(fan_in)``); hidden layers' biases with :func:`bias_step_scale`; the
+    readout's bias with ``lr``. ``lr_scales`` (from a fitted state) restores the scales of a
+    network that has trained since.
     """
     params = list(module.parameters())
     if lr_scales is None:
-        lr_scales = [_initial_scale(p) for p in params]
+        lr_scales = [
+            bias_step_scale(module.lif) if is_hidden_bias(name) else _initial_scale(p)
+            for name, p in module.named_parameters()
+        ]
     groups = [
         {"params": [p], "lr": lr * s, "lr_scale": s}
         for p, s in zip(params, lr_scales, strict=True)
     ]
     return torch.optim.Adam(groups, lr=lr)
+
+
+def is_hidden_bias(name: str) -> bool:
+    """Whether the parameter ``name`` is a hidden layer's bias current (``layers.i.bias``)."""
+    return name.startswith("layers.") and name.endswith(".bias")
+
+
+def bias_step_scale(lif: LIFParameters) -> float:
+    """Relative step size of a hidden layer's bias current.
+
+    A constant bias ``b`` settles the membrane at ``b / (1 - alpha_syn)``; with this scale an
+    Adam step of ``lr`` moves that level by ``lr`` times the membrane's initial fluctuation
+    (``SIGMA_U`` thresholds), whatever the layer's input. Scaling the bias like the layer's
+    input weights instead would make it step tens of times faster on sparse spike input,
+    whose weights start large.
+    """
+    return SIGMA_U * lif.threshold * (1.0 - lif.alpha_syn)
 
 
 def _initial_scale(p: Tensor) -> float:

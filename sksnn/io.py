@@ -3,7 +3,7 @@
 A model file is a zip archive (uncompressed) with three members:
 
 ``header.json``
-    ``{"format": "sksnn-model", "format_version": 2, "sksnn_version": ..., "sha256": {...}}``:
+    ``{"format": "sksnn-model", "format_version": 3, "sksnn_version": ..., "sha256": {...}}``:
     the SHA-256 checksum of each of the two payload members below.
 ``params.json``
     The estimator type, its constructor parameters and its fitted state (the same state that
@@ -62,7 +62,7 @@ __all__ = ["FORMAT", "FORMAT_VERSION", "MAX_PREDICT_TRIALS", "MAX_STEPS", "Model
            "load", "save"]  # fmt: skip
 
 FORMAT = "sksnn-model"
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 _HEADER, _PARAMS, _ARRAYS = "header.json", "params.json", "arrays.npz"
 _MEMBERS = (_HEADER, _PARAMS, _ARRAYS)
 _ESTIMATORS = {cls.__name__: cls for cls in (SpikingClassifier, SpikingRegressor)}

@@ -24,7 +24,12 @@ READOUT_WINDOW = 128
 
 
 class LIFLayer(nn.Module):
-    """A layer of stochastic LIF neurons: input weights and, optionally, recurrent weights.
+    """A layer of stochastic LIF neurons: input weights, a bias current and, optionally,
+    recurrent weights.
+
+    The input current of step ``n`` is ``W x[n] + b``: the bias ``b`` (zero at
+    initialisation) sets each neuron's operating point, as a hidden unit's bias does in a
+    multilayer perceptron.
 
     Parameters
     ----------
@@ -39,6 +44,7 @@ class LIFLayer(nn.Module):
         self.recurrent_weight = (
             nn.Parameter(torch.empty(n_units, n_units, dtype=DTYPE)) if recurrent else None
         )
+        self.bias = nn.Parameter(torch.zeros(n_units, dtype=DTYPE))
 
     @property
     def n_units(self) -> int:
@@ -70,7 +76,13 @@ class LIFLayer(nn.Module):
         """
         uniform = self.noise(noise, stream, layer_input.n_steps, layer_input.n_samples, params)
         return engine.run_layer(
-            layer_input, self.weight, params, uniform, self.recurrent_weight, record_membrane
+            layer_input,
+            self.weight,
+            params,
+            uniform,
+            self.recurrent_weight,
+            record_membrane,
+            self.bias,
         )
 
 
@@ -107,20 +119,25 @@ def leaky_readout(drive: Tensor, alpha_syn: float, alpha_mem: float) -> Tensor:
     matrix of :func:`psp_kernel`. Longer sequences run window by window, each window starting
     from the state ``(V, I)`` the previous one ended in, so time and memory grow linearly with
     the number of steps (a single Toeplitz matrix would grow with its square).
+
+    The products run in float64: BLAS chooses its kernels by the matrices' shapes, so in
+    float32 a sample's potential could change in the last bit with the number of samples it
+    is computed with; rounded back from float64 it does not, and predictions do not depend on
+    the batch.
     """
     n_steps = drive.shape[0]
-    flat = drive.reshape(n_steps, -1)
+    flat = drive.reshape(n_steps, -1).to(torch.float64)
     if n_steps <= READOUT_WINDOW:
-        kernel = _toeplitz(psp_kernel(alpha_syn, alpha_mem, n_steps)).to(drive)
-        return (kernel @ flat).reshape(drive.shape)
+        kernel = _toeplitz(psp_kernel(alpha_syn, alpha_mem, n_steps)).to(flat)
+        return (kernel @ flat).to(drive.dtype).reshape(drive.shape)
     window = READOUT_WINDOW
     h = psp_kernel(alpha_syn, alpha_mem, window + 1)
-    kernel = _toeplitz(h[:window]).to(drive)
+    kernel = _toeplitz(h[:window]).to(flat)
     lags = torch.arange(window, dtype=torch.float64)
     # V[t0 + j + 1] from the state (V, I) at t0: alpha_mem^(j+1) V[t0] + h[j+1] I[t0]
-    from_state = torch.stack([alpha_mem ** (lags + 1), h[1:]], dim=1).to(drive)
+    from_state = torch.stack([alpha_mem ** (lags + 1), h[1:]], dim=1).to(flat)
     # I[t0 + L] = alpha_syn^L I[t0] + sum_m alpha_syn^(L - 1 - m) P[t0 + m]
-    into_current = (alpha_syn ** lags.flip(0)).to(drive)
+    into_current = (alpha_syn ** lags.flip(0)).to(flat)
     pieces = []
     state = None
     # split, not slicing: the backward of each slice would build a zero gradient of the whole
@@ -135,4 +152,4 @@ def leaky_readout(drive: Tensor, alpha_syn: float, alpha_mem: float) -> Tensor:
             current = alpha_syn**length * state[1] + into_current[window - length :] @ p
         state = torch.stack([v[-1], current])
         pieces.append(v)
-    return torch.cat(pieces).reshape(drive.shape)
+    return torch.cat(pieces).to(drive.dtype).reshape(drive.shape)

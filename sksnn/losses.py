@@ -27,11 +27,15 @@ READOUTS = ("max", "mean", "last")
 
 
 def reduce_readout(output: Tensor, readout: str) -> Tensor:
-    """Collapse the readout over time (axis 0): "max", "mean" or "last"."""
+    """Collapse the readout over time (axis 0): "max", "mean" or "last".
+
+    The mean is summed in float64: a float32 sum's order, and so its last bit, would depend on
+    the number of samples in the batch.
+    """
     if readout == "max":
         return output.max(dim=0).values
     if readout == "mean":
-        return output.mean(dim=0)
+        return output.to(torch.float64).mean(dim=0).to(output.dtype)
     if readout == "last":
         return output[-1]
     raise ValueError(f"readout must be one of {READOUTS}, got {readout!r}.")

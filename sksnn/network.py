@@ -210,6 +210,8 @@ class SpikingNetwork(nn.Module):
         """
         h = self.encode(x, noise).values
         target = SIGMA_U * self.lif.threshold
+        for layer in self.layers:
+            layer.bias.zero_()
         for index, layer in enumerate(self.layers):
             ff_share = 1.0 - RECURRENT_SHARE if self.recurrent else 1.0
             self._scale_to(layer.weight, h, math.sqrt(ff_share) * target, generator)
@@ -227,7 +229,7 @@ class SpikingNetwork(nn.Module):
         """A layer's spikes from a dense projection of ``h`` (initialisation)."""
         n_steps, n_samples = h.shape[:2]
         uniform = layer.noise(noise, index + 1, n_steps, n_samples, self.lif)
-        drive = project(h, layer.weight)
+        drive = project(h, layer.weight, bias=layer.bias)
         spikes, _ = self._engine.run_currents(
             drive, self.lif, uniform, layer.recurrent_weight, False
         )

@@ -227,3 +227,32 @@ def test_pickle_and_io_restore_the_same_estimator(Est, kwargs, three_d):
     loaded.partial_fit(X, y)
     for p, q in zip(pickled.module_.parameters(), loaded.module_.parameters(), strict=True):
         torch.testing.assert_close(p, q, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("engine", ["reference", "fused"])
+def test_hidden_bias_is_a_constant_input_current(engine):
+    """A hidden layer's input current is ``W S_in[n] + b`` every step (docs/model.md): its
+    membrane follows that recursion, and a bias alone makes a silent input fire."""
+    from sksnn.engines import LayerInput
+    from sksnn.layers import LIFLayer
+
+    lif = LIFParameters(reset="none")
+    g = torch.Generator().manual_seed(0)
+    x = (torch.rand(30, 2, 4, generator=g) < 0.2).float()
+    x[:, 1] = 0.0  # the second sample gets no input at all
+    layer = LIFLayer(4, 3)
+    with torch.no_grad():
+        layer.weight.copy_(torch.randn(3, 4, generator=g) * 0.5)
+        layer.bias.copy_(torch.tensor([0.3, -0.2, 0.0]))
+    spikes, membrane = layer(LayerInput(x, binary=True), lif, get_engine(engine), None, 1, True)
+    drive = (x @ layer.weight.T + layer.bias).detach().double().numpy()
+    u = np.zeros((2, 3))
+    i = np.zeros((2, 3))
+    expected = []
+    for n in range(30):
+        expected.append(u)
+        u, i = _free_step(lif, u, i, drive[n])
+    np.testing.assert_allclose(membrane.detach().numpy(), np.stack(expected), rtol=1e-5, atol=1e-6)
+    silent = spikes[:, 1].detach()
+    assert silent[:, 0].sum() > 0  # the positive bias drives it past the threshold
+    assert silent[:, 1:].sum() == 0  # a negative or zero bias leaves it silent

@@ -259,22 +259,21 @@ def test_sample_weight(clf_data):
     ones = SpikingClassifier(**SMALL).fit(X, y, sample_weight=np.ones(len(y)))
     none = SpikingClassifier(**SMALL).fit(X, y)
     assert _same_weights(_weights(ones), _weights(none))
-    # zero-weighted copies with scrambled labels do not hurt the fit; unweighted they do. Two
-    # scrambled copies, so that unweighted they outvote the true labels (with one copy the
-    # default step sizes fit the true labels anyway: 0.91-0.95). Measured training accuracies
-    # over seeds 0-2: weighted 0.96-0.98, unweighted 0.83-0.87, always at least 0.09 apart.
+    # zero-weighted copies with wrong labels do not hurt the fit; unweighted they do. Two
+    # copies with the same wrong label, so that unweighted they outvote the true one. Measured
+    # training accuracies over seeds 0-3: weighted 0.97-0.98, unweighted 0.04-0.12.
     X, y = make_classification(
         n_samples=120, n_features=6, n_informative=4, n_classes=3, class_sep=2.0, random_state=0
     )
-    rng = np.random.RandomState(0)
+    wrong = (y + 1) % 3
     X2 = np.vstack([X, X, X])
-    y2 = np.concatenate([y, rng.permutation(y), rng.permutation(y)])
+    y2 = np.concatenate([y, wrong, wrong])
     sw = np.r_[np.ones(len(y)), np.zeros(2 * len(y))]
     params = {**SMALL, "max_iter": 30, "batch_size": 20}
     weighted = SpikingClassifier(**params).fit(X2, y2, sample_weight=sw)
     unweighted = SpikingClassifier(**params).fit(X2, y2)
     assert weighted.score(X, y) > 0.85
-    assert weighted.score(X, y) > unweighted.score(X, y) + 0.05
+    assert unweighted.score(X, y) < 0.5
     for bad, msg in [
         (-np.ones(len(y)), "non-negative"),
         (np.zeros(len(y)), "non-zero|sums to zero"),

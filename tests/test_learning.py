@@ -4,7 +4,9 @@ Thresholds come from issue 2. Measured on a 2-core CPU (random_state 0 and 1):
 digits held-out accuracy 0.967-0.978 after 20 epochs, breast_cancer 5-fold CV accuracy
 0.967-0.974 after 10-20 epochs (a single 143-sample split moves in steps of 0.007 and varied
 0.937-0.965 with the seed, so the CV mean is the stable statistic), Friedman #1 R^2
-0.835-0.877 after 50 epochs with the defaults before the step-size change, 0.892 after it.
+0.835-0.877 after 50 epochs with the defaults before the step-size change, 0.892 after it,
+0.915 (T = 0.1) and 0.906 (T = 0) with hidden-layer biases; MLPRegressor reaches 0.921 on the
+same split.
 Random-manifold spike data (5 classes, 20 units, 50 steps, 2-D manifolds, 750 training
 samples, 20 epochs): 0.948-0.976 over data seeds 0-1 and both temperatures; the earlier
 defaults reached 0.456-0.628 there.
@@ -77,7 +79,7 @@ def test_friedman1(temperature):
     start = time.perf_counter()
     score = model.fit(X_tr, y_tr).score(X_te, y_te)
     _report("friedman1 R^2", temperature, score, time.perf_counter() - start)
-    assert score >= 0.8
+    assert score >= 0.89
 
 
 @TEMPERATURES

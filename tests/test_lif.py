@@ -320,13 +320,14 @@ def test_asymmetric_surrogate():
 
 
 def _projected_case(params, recurrent, stochastic, batch_major, input_grad, shape, seed=0):
-    """Gradients of the fused projected layer and of einsum + reference loop."""
+    """Gradients of the fused projected layer and of einsum + bias + reference loop."""
     n_steps, n_samples, n_in, n_units = shape
     g = torch.Generator().manual_seed(seed)
     dims = (n_samples, n_steps, n_in) if batch_major else (n_steps, n_samples, n_in)
     leaf = (torch.rand(dims, generator=g) < 0.1).double().requires_grad_(input_grad)
     x = leaf.transpose(0, 1) if batch_major else leaf
     weight = (torch.randn(n_units, n_in, generator=g, dtype=torch.float64) * 0.5).requires_grad_()
+    bias = (torch.randn(n_units, generator=g, dtype=torch.float64) * 0.1).requires_grad_()
     rec = None
     if recurrent:
         rec = (
@@ -336,16 +337,16 @@ def _projected_case(params, recurrent, stochastic, batch_major, input_grad, shap
     uniform = torch.rand(out_shape, generator=g, dtype=torch.float64) if stochastic else None
     w_s = torch.randn(out_shape, generator=g, dtype=torch.float64)
     w_u = torch.randn(out_shape, generator=g, dtype=torch.float64)
-    wrt = [weight] + ([rec] if recurrent else []) + ([leaf] if input_grad else [])
+    wrt = [weight, bias] + ([rec] if recurrent else []) + ([leaf] if input_grad else [])
     rows = (leaf if batch_major else x).detach().reshape(-1, n_in)
     pattern = binary_pattern(rows, None, known_binary=True)
     assert pattern is not None
     results = []
     for fused in (False, True):
         if fused:
-            s, u = _fused.lif_fused_projected(x, weight, pattern, params, uniform, rec, True)
+            s, u = _fused.lif_fused_projected(x, weight, pattern, params, uniform, rec, True, bias)
         else:
-            drive = torch.einsum("tbi,oi->tbo", x, weight)
+            drive = torch.einsum("tbi,oi->tbo", x, weight) + bias
             s, u = lif_reference(drive, params, uniform, rec, True)
         loss = (s * w_s).sum() + (u * w_u).sum()
         results.append((s, u, torch.autograd.grad(loss, wrt)))

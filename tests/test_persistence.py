@@ -92,3 +92,44 @@ def test_joblib_round_trip_in_a_fresh_process(tmp_path):
     )
     subprocess.run([sys.executable, "-c", code, str(tmp_path)], check=True, timeout=120)
     np.testing.assert_array_equal(np.load(tmp_path / "p.npy"), expected)
+
+
+def test_state_without_hidden_biases_loads_with_zero_biases():
+    """A fitted state written before hidden layers had bias currents (no ``layers.i.bias``,
+    one step scale and optimizer index per remaining parameter) describes the same network
+    with zero biases: it loads as that network, and its moments stay with their parameters."""
+    from sksnn._state import fitted_state, restore_fitted_state
+
+    clf = _fitted()
+    module = clf.module_
+    with torch.no_grad():
+        for layer in module.layers:
+            layer.bias.zero_()
+    state = fitted_state(clf)
+    names = list(state["weights"])
+    biases = [k for k in names if k.startswith("layers.") and k.endswith(".bias")]
+    assert len(biases) == 2
+    old_names = [k for k in names if k not in biases]
+    old = dict(state)
+    old["weights"] = {k: state["weights"][k] for k in old_names}
+    old["best_weights"] = None
+    old["lr_scales"] = [
+        s for k, s in zip(names, state["lr_scales"], strict=True) if k in old_names
+    ]
+    old["optimizer"] = {
+        str(old_names.index(names[int(i)])): m
+        for i, m in state["optimizer"].items()
+        if names[int(i)] in old_names
+    }
+    loaded = SpikingClassifier(**SMALL, predict_trials=3, recurrent=True)
+    restore_fitted_state(loaded, old, strict=True)
+    np.testing.assert_array_equal(loaded.predict_proba(X), clf.predict_proba(X))
+    restored = fitted_state(loaded)
+    for k in biases:
+        np.testing.assert_array_equal(restored["weights"][k], 0.0)
+    assert restored["lr_scales"] == state["lr_scales"]  # a bias's step depends on lif only
+    readout = str(names.index("readout.weight"))
+    np.testing.assert_array_equal(
+        restored["optimizer"][readout]["exp_avg"], state["optimizer"][readout]["exp_avg"]
+    )
+    assert all(names[int(i)] not in biases for i in restored["optimizer"])

@@ -76,7 +76,7 @@ class _DenseSource:
 
 
 class _PatternSource:
-    """Input currents ``x @ W.T`` of a binary input, computed block by block when needed.
+    """Input currents ``x @ W.T + b`` of a binary input, computed block by block when needed.
 
     Neither the currents nor their gradient exist for all steps at once; the backward pass
     recomputes each block's currents and membranes from checkpoints of ``U`` and ``I``.
@@ -84,12 +84,15 @@ class _PatternSource:
 
     checkpointed = True
 
-    def __init__(self, pattern: StepPattern, weight: Tensor) -> None:
+    def __init__(self, pattern: StepPattern, weight: Tensor, bias: Tensor | None) -> None:
         self.pattern = pattern
         self.weight_t = weight.detach().t().contiguous()
+        self.bias = None if bias is None else bias.detach()
 
     def block(self, start: int, stop: int) -> Tensor:
         out = self.pattern.matmul(self.weight_t, start, stop)
+        if self.bias is not None:
+            out += self.bias
         return out.view(stop - start, self.pattern.n_samples, -1)
 
 
@@ -148,14 +151,15 @@ class _FusedLIF(torch.autograd.Function):
     """Autograd node of a fused layer; see the module docstring for the equations.
 
     Dense mode (``pattern`` None): ``first`` is the drive ``P``. Pattern mode: ``first`` is the
-    binary layer input ``x`` (n_steps, n_samples, n_in), ``weight`` the input weight and
+    binary layer input ``x`` (n_steps, n_samples, n_in), ``weight`` the input weight,
     ``pattern`` its :class:`~sksnn._sparse.BinaryPattern` (or, already grouped by step, its
-    :class:`~sksnn._sparse.StepPattern`); the projection is part of the node.
+    :class:`~sksnn._sparse.StepPattern`) and ``bias`` the layer's bias current (or None); the
+    projection is part of the node.
     """
 
     @staticmethod
-    def forward(ctx, first, weight, recurrent_weight, uniform, params, record, pattern):  # type: ignore[override]
-        source, shape = _source(first, weight, pattern)
+    def forward(ctx, first, weight, recurrent_weight, uniform, params, record, pattern, bias):  # type: ignore[override]
+        source, shape = _source(first, weight, pattern, bias)
         like = first if pattern is None else weight
         saved = _run_forward(source, shape, like, params, uniform, recurrent_weight, True, record)
         ctx.params = params
@@ -181,16 +185,21 @@ class _FusedLIF(torch.autograd.Function):
         )
         saved = Saved(spikes, membrane, sigmoid, pre_reset, checkpoints)
         need_first, need_weight, need_rec = ctx.needs_input_grad[:3]
+        need_bias = ctx.needs_input_grad[7]
         source = ctx.source
-        grad_first = grad_weight = consume = grad_drive = None
+        grad_first = grad_weight = grad_bias = consume = grad_drive = None
         if not source.checkpointed:
             grad_drive = source.empty_like_drive(spikes) if need_first else None
         else:
             grad_first = torch.empty_like(x) if need_first else None
             grad_weight_t: list[Tensor] = []  # the running sum, once there is one
+            if need_bias:
+                grad_bias = weight.new_zeros(weight.shape[0])
 
             def consume(start: int, stop: int, gp: Tensor) -> None:
                 flat = gp.reshape(-1, gp.shape[-1])
+                if grad_bias is not None:
+                    grad_bias.add_(flat.sum(0))
                 if need_weight:
                     g_w = source.pattern.t_matmul(flat, start, stop)
                     if grad_weight_t:
@@ -215,7 +224,7 @@ class _FusedLIF(torch.autograd.Function):
             grad_first = grad_drive
         elif need_weight:
             grad_weight = grad_weight_t[0].t()
-        return grad_first, grad_weight, grad_rec, None, None, None, None
+        return grad_first, grad_weight, grad_rec, None, None, None, None, grad_bias
 
 
 class _DenseLayout:
@@ -240,7 +249,12 @@ def _is_batch_major(x: Tensor) -> bool:
     return x.shape[0] > 1 and not x.is_contiguous() and x.transpose(0, 1).is_contiguous()
 
 
-def _source(first: Tensor, weight: Tensor | None, pattern: BinaryPattern | StepPattern | None):
+def _source(
+    first: Tensor,
+    weight: Tensor | None,
+    pattern: BinaryPattern | StepPattern | None,
+    bias: Tensor | None = None,
+):
     """The drive source and the layer's (n_steps, n_samples, n_units)."""
     if pattern is None:
         return _DenseSource(first), tuple(first.shape)
@@ -253,7 +267,7 @@ def _source(first: Tensor, weight: Tensor | None, pattern: BinaryPattern | StepP
         step_pattern = StepPattern.from_pattern(
             pattern, n_steps, n_samples, _is_batch_major(first)
         )
-    return _PatternSource(step_pattern, weight), (n_steps, n_samples, weight.shape[0])
+    return _PatternSource(step_pattern, weight, bias), (n_steps, n_samples, weight.shape[0])
 
 
 def _needs_grad(*tensors: Tensor | None) -> bool:
@@ -277,7 +291,7 @@ def lif_fused(
         raise ValueError("A stochastic neuron (temperature > 0) needs uniform noise.")
     if _needs_grad(drive, recurrent_weight):
         return _FusedLIF.apply(
-            drive, None, recurrent_weight, uniform, params, record_membrane, None
+            drive, None, recurrent_weight, uniform, params, record_membrane, None, None
         )
     return _no_grad(drive.detach(), None, recurrent_weight, uniform, params, record_membrane, None)
 
@@ -290,8 +304,9 @@ def lif_fused_projected(
     uniform: Tensor | None = None,
     recurrent_weight: Tensor | None = None,
     record_membrane: bool = False,
+    bias: Tensor | None = None,
 ) -> tuple[Tensor, Tensor | None]:
-    """A fused LIF layer driven by ``x @ weight.T`` for a binary input ``x``.
+    """A fused LIF layer driven by ``x @ weight.T + bias`` for a binary input ``x``.
 
     Parameters
     ----------
@@ -304,24 +319,29 @@ def lif_fused_projected(
         step (:class:`~sksnn._sparse.StepPattern`).
     uniform : Tensor, optional
         Uniform numbers, shape (n_steps, n_samples, n_units), for a stochastic layer.
+    bias : Tensor, shape (n_units,), optional
+        A constant current added to every step's input.
 
     The currents are computed a block of steps at a time and never stored; the backward pass
-    recomputes each block from checkpoints. Gradients flow to ``x``, ``weight`` and
-    ``recurrent_weight``. Same results as projecting and calling :func:`lif_fused`.
+    recomputes each block from checkpoints. Gradients flow to ``x``, ``weight``,
+    ``recurrent_weight`` and ``bias``. Same results as projecting and calling
+    :func:`lif_fused`.
     """
     if params.stochastic and uniform is None:
         raise ValueError("A stochastic neuron (temperature > 0) needs uniform noise.")
-    if _needs_grad(x, weight, recurrent_weight):
+    if _needs_grad(x, weight, recurrent_weight, bias):
         return _FusedLIF.apply(
-            x, weight, recurrent_weight, uniform, params, record_membrane, pattern
+            x, weight, recurrent_weight, uniform, params, record_membrane, pattern, bias
         )
     return _no_grad(
-        x, weight.detach(), recurrent_weight, uniform, params, record_membrane, pattern
+        x, weight.detach(), recurrent_weight, uniform, params, record_membrane, pattern, bias
     )
 
 
-def _no_grad(first, weight, recurrent_weight, uniform, params: LIFParameters, record, pattern):
-    source, shape = _source(first, weight, pattern)
+def _no_grad(
+    first, weight, recurrent_weight, uniform, params: LIFParameters, record, pattern, bias=None
+):
+    source, shape = _source(first, weight, pattern, bias)
     rec = None if recurrent_weight is None else recurrent_weight.detach()
     like = first if pattern is None else weight
     with torch.no_grad():

@@ -100,11 +100,12 @@ class Engine:
         uniform: Tensor | None,
         recurrent_weight: Tensor | None,
         record_membrane: bool,
+        bias: Tensor | None = None,
     ) -> tuple[Tensor, Tensor | None]:
-        """A layer driven by ``layer_input @ weight.T``; see :meth:`run_currents`."""
+        """A layer driven by ``layer_input @ weight.T + bias``; see :meth:`run_currents`."""
         if layer_input.values is None:
             raise ValueError(f"The {self.name} engine needs the layer input's values.")
-        drive = project(layer_input.values, weight)
+        drive = project(layer_input.values, weight, bias=bias)
         return self.run_currents(drive, params, uniform, recurrent_weight, record_membrane)
 
     def project(self, x: Tensor, weight: Tensor, binary: bool) -> Tensor:
@@ -128,8 +129,8 @@ def is_constant_in_time(x: Tensor) -> bool:
     return x.shape[0] > 1 and x.stride(0) == 0
 
 
-def project(x: Tensor, weight: Tensor, product=None) -> Tensor:
-    """Input currents ``x @ weight.T`` for all time steps at once, time-major.
+def project(x: Tensor, weight: Tensor, product=None, bias: Tensor | None = None) -> Tensor:
+    """Input currents ``x @ weight.T`` (plus ``bias``) for all time steps at once, time-major.
 
     A stride-0 time axis (constant input) is projected once and expanded, so the product costs
     one step instead of ``n_steps``. A batch-major input seen through a transposed view (3-D
@@ -140,9 +141,14 @@ def project(x: Tensor, weight: Tensor, product=None) -> Tensor:
     n_steps, n_samples, _ = x.shape
     n_out = weight.shape[0]
     if is_constant_in_time(x):
-        return (x[0] @ weight.T).unsqueeze(0).expand(n_steps, n_samples, n_out)
+        once = x[0] @ weight.T
+        if bias is not None:
+            once = once + bias
+        return once.unsqueeze(0).expand(n_steps, n_samples, n_out)
     rows, batch_major = memory_rows(x)
     out = rows @ weight.T if product is None else product(rows, weight)
+    if bias is not None:
+        out = out + bias
     if batch_major:
         return out.reshape(n_samples, n_steps, n_out).transpose(0, 1)
     return out.reshape(n_steps, n_samples, n_out)

@@ -27,15 +27,24 @@ class FusedEngine(Engine):
     def run_currents(self, drive, params, uniform, recurrent_weight, record_membrane):
         return lif_fused(drive, params, uniform, recurrent_weight, record_membrane)
 
-    def run_layer(self, layer_input, weight, params, uniform, recurrent_weight, record_membrane):
+    def run_layer(
+        self, layer_input, weight, params, uniform, recurrent_weight, record_membrane, bias=None
+    ):
         pattern = layer_input.events
         if pattern is None:
             pattern = _pattern(layer_input, weight)
         if pattern is None:
-            drive = project(layer_input.values, weight)
+            drive = project(layer_input.values, weight, bias=bias)
             return self.run_currents(drive, params, uniform, recurrent_weight, record_membrane)
         return lif_fused_projected(
-            layer_input.values, weight, pattern, params, uniform, recurrent_weight, record_membrane
+            layer_input.values,
+            weight,
+            pattern,
+            params,
+            uniform,
+            recurrent_weight,
+            record_membrane,
+            bias,
         )
 
     def project(self, x: Tensor, weight: Tensor, binary: bool) -> Tensor:
