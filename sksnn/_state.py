@@ -18,7 +18,13 @@ import torch
 from sklearn.base import is_classifier
 from sklearn.preprocessing import LabelEncoder
 
-from ._trainer import SEED_MAX, bias_step_scale, is_hidden_bias, make_optimizer
+from ._trainer import (
+    SEED_MAX,
+    bias_step_scale,
+    initial_step_scales,
+    is_hidden_bias,
+    make_optimizer,
+)
 from .encoding import ENCODINGS
 from .engines import ENGINES
 from .network import SpikingNetwork
@@ -30,6 +36,7 @@ __all__ = [
     "build_estimator",
     "check_params",
     "fitted_state",
+    "new_fitted_state",
     "restore_fitted_state",
 ]
 
@@ -86,6 +93,59 @@ def fitted_state(estimator) -> dict[str, Any]:
     attributes["rng"] = (kind, np.asarray(keys, dtype=np.uint32), int(pos), int(has_gauss),
                          float(cached))  # fmt: skip
     return attributes
+
+
+def new_fitted_state(
+    estimator,
+    weights: dict[str, np.ndarray],
+    *,
+    n_inputs: int,
+    hidden_layer_sizes: tuple[int, ...],
+    n_outputs: int,
+    input_ndim: int,
+    targets: dict[str, Any],
+) -> dict[str, Any]:
+    """The fitted state of a network with the given ``weights`` (state-dict names) that has
+    not been trained by sksnn (e.g. imported from another format), for ``estimator``'s
+    parameters. ``targets`` holds ``classes_`` for a classifier, or ``_y_ndim``, ``_y_mean``
+    and ``_y_scale`` for a regressor. Checked like any state by :func:`restore_fitted_state`.
+    """
+    lif = estimator._lif_parameters()
+    named = [(k, torch.as_tensor(np.asarray(v, dtype=np.float32))) for k, v in weights.items()]
+    rng = np.random.RandomState(0)
+    kind, keys, pos, has_gauss, cached = rng.get_state(legacy=True)
+    state = {
+        "network": {
+            "n_inputs": n_inputs,
+            "hidden_layer_sizes": tuple(hidden_layer_sizes),
+            "n_outputs": n_outputs,
+            "recurrent": bool(estimator.recurrent),
+            "encoding": estimator.encoding,
+            "n_steps": estimator.n_steps,
+            "engine": estimator.engine,
+            "lif": lif,
+        },
+        "weights": {k: t.numpy() for k, t in named},
+        "optimizer": {},
+        "lr_scales": initial_step_scales(named, lif),
+        "best_weights": None,
+        "rng": (kind, np.asarray(keys, dtype=np.uint32), int(pos), int(has_gauss), float(cached)),
+        "n_features_in_": n_inputs,
+        "n_outputs_": n_outputs,
+        "_input_ndim": input_ndim,
+        "_predict_seed": 0,
+        "n_iter_": 0,
+        "t_": 0,
+        "_no_improvement_count": 0,
+        "loss_curve_": [],
+        "validation_scores_": None,
+        "best_loss_": None,
+        "best_validation_score_": None,
+        **targets,
+    }
+    if not is_classifier(estimator):
+        state.setdefault("_y_count", 1)
+    return state
 
 
 def check_params(estimator) -> None:

@@ -12,7 +12,7 @@ import copy
 import math
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -84,15 +84,20 @@ def make_optimizer(
     """
     params = list(module.parameters())
     if lr_scales is None:
-        lr_scales = [
-            bias_step_scale(module.lif) if is_hidden_bias(name) else _initial_scale(p)
-            for name, p in module.named_parameters()
-        ]
+        lr_scales = initial_step_scales(module.named_parameters(), module.lif)
     groups = [
         {"params": [p], "lr": lr * s, "lr_scale": s}
         for p, s in zip(params, lr_scales, strict=True)
     ]
     return torch.optim.Adam(groups, lr=lr)
+
+
+def initial_step_scales(named: Iterable[tuple[str, Tensor]], lif: LIFParameters) -> list[float]:
+    """Each parameter's relative step size (see :func:`make_optimizer`), from its initial
+    value; ``named`` gives ``(name, tensor)`` pairs in the module's parameter order."""
+    return [
+        bias_step_scale(lif) if is_hidden_bias(name) else _initial_scale(p) for name, p in named
+    ]
 
 
 def is_hidden_bias(name: str) -> bool:

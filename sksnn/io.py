@@ -52,6 +52,7 @@ from typing import IO, Any
 
 import numpy as np
 
+from ._nir import NIRGraphError, from_nir, to_nir
 from ._state import FittedStateError, build_estimator, check_params
 from ._version import __version__
 from .estimators import InconsistentVersionWarning, SpikingClassifier, SpikingRegressor
@@ -59,7 +60,7 @@ from .neuron import LIFParameters
 from .surrogates import ESCAPE_NOISE, SURROGATES, EscapeNoise, Surrogate
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "MAX_PREDICT_TRIALS", "MAX_STEPS", "ModelFileError",
-           "load", "save"]  # fmt: skip
+           "NIRGraphError", "from_nir", "load", "save", "to_nir"]  # fmt: skip
 
 FORMAT = "sksnn-model"
 FORMAT_VERSION = 3
