@@ -1,4 +1,8 @@
-"""Regression with SpikingRegressor: Friedman #1, with the spread over stochastic trials.
+"""
+Regression with uncertainty
+===========================
+
+Regression with SpikingRegressor: Friedman #1, with the spread over stochastic trials.
 
 Run: python examples/regression.py
 """

@@ -1,4 +1,8 @@
-"""Trial-to-trial variability of a trained stochastic network, and "other mode" evaluation.
+"""
+Variability and the other mode
+==============================
+
+Trial-to-trial variability of a trained stochastic network, and "other mode" evaluation.
 
 Two classifiers learn random-manifold spike data (5 classes, 20 input units, 50 steps of
 2 ms): one with escape noise at T = 0.1 and the matched surrogate, one deterministic (T = 0,
@@ -32,13 +36,13 @@ from sksnn import SpikingClassifier
 from sksnn.datasets import make_randman
 from sksnn.theory import cross_mode_scores, estimator_fano_factors
 
-FIGURE = Path(__file__).resolve().parent.parent / "docs" / "figures" / "theory_fano.png"
+FIGURE = Path("docs") / "figures" / "theory_fano.png"  # relative to the repository root
 N_TRIALS = 400
 WINDOW = 10  # steps of 2 ms: 20 ms
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[1] if __doc__ else None)
     parser.add_argument("--save", action="store_true", help=f"write the figure to {FIGURE}")
     parser.add_argument("--epochs", type=int, default=20, help="training epochs (default 20)")
     parser.add_argument("--inputs", type=int, default=5, help="test inputs repeated (default 5)")
