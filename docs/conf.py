@@ -4,6 +4,7 @@ Build from the repository root with ``python -m sphinx -W -b html docs docs/_bui
 """
 
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -44,7 +45,6 @@ exclude_patterns = ["_build", "auto_examples/*.ipynb", "auto_examples/*.py", "**
 highlight_language = "none"
 
 autosummary_generate = True
-autodoc_default_options = {"members": False, "inherited-members": False}
 autodoc_typehints = "none"
 numpydoc_show_class_members = False
 numpydoc_class_members_toctree = False
@@ -78,6 +78,18 @@ html_theme_options = {
     "secondary_sidebar_items": ["page-toc"],
     "footer_start": ["copyright"],
     "footer_end": [],
+    "header_links_before_dropdown": 7,
 }
 html_sidebars = {"index": [], "changelog": [], "citing": []}
 html_show_sourcelink = False
+
+
+def _unlink_refs(app, what, name, obj, options, lines):
+    """sksnn's docstrings cite no labels; docstrings inherited from scikit-learn (``score``)
+    and torch (``SpikeFunction.forward``) cite labels of those projects' documentation, which
+    is not linked here (no intersphinx: the build needs no network), so show them as text."""
+    lines[:] = [re.sub(r":ref:`([^`<]*?)\s*(<[^`]*>)?`", r"``\1``", line) for line in lines]
+
+
+def setup(app):
+    app.connect("autodoc-process-docstring", _unlink_refs)
