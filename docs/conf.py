@@ -14,6 +14,7 @@ matplotlib.use("Agg")
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "docs"))  # _gallery_order
 
 import sksnn
 
@@ -59,7 +60,7 @@ sphinx_gallery_conf = {
     "gallery_dirs": "auto_examples",
     # The Dask example starts a cluster of worker processes; the gallery shows it unexecuted.
     "filename_pattern": r"^((?!scaling_out_dask).)*$",
-    "within_subsection_order": "FileNameSortKey",
+    "within_subsection_order": "_gallery_order.ExampleOrder",
     "download_all_examples": False,
     "remove_config_comments": True,
     "matplotlib_animations": False,
@@ -68,6 +69,9 @@ sphinx_gallery_conf = {
     "show_memory": False,
     "image_scrapers": ("matplotlib",),
 }
+
+# Method entries in the page contents read "fit()", not "SpikingClassifier.fit()".
+toc_object_entries_show_parents = "hide"
 
 html_theme = "pydata_sphinx_theme"
 html_title = f"sksnn {release}"
