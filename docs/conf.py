@@ -84,7 +84,8 @@ html_theme_options = {
     "footer_end": [],
     "header_links_before_dropdown": 7,
 }
-html_sidebars = {"index": [], "changelog": [], "citing": []}
+# Pages without sub-pages get no empty navigation column.
+html_sidebars = {"index": [], "theory": [], "changelog": [], "citing": []}
 html_show_sourcelink = False
 
 
