@@ -8,6 +8,10 @@ import re
 import sys
 from pathlib import Path
 
+# One torch thread for the examples: on a machine shared with other jobs, two spinning OpenMP
+# threads per operation made a 4 s example take 30 to 50 s. Set before torch is imported.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
 import matplotlib
 
 matplotlib.use("Agg")
@@ -18,8 +22,7 @@ sys.path.insert(0, str(ROOT / "docs"))  # _gallery_order
 
 import sksnn
 
-# The gallery scripts read this to run at a smaller size than on the command line, so that the
-# whole documentation builds in about a minute on two cores.
+# The gallery scripts read this to run at a smaller size than on the command line.
 os.environ.setdefault("SKSNN_DOCS_BUDGET", "small")
 
 project = "sksnn"
