@@ -1,4 +1,8 @@
-"""Grid search over surrogate shapes and noise temperatures.
+"""
+Grid search over surrogates and temperatures
+============================================
+
+Grid search over surrogate shapes and noise temperatures.
 
 Run: python examples/grid_search.py
 """

@@ -1,4 +1,8 @@
-"""Saving and loading fitted models with joblib (and what to trust).
+"""
+Saving and loading models
+=========================
+
+Saving and loading fitted models with joblib (and what to trust).
 
 Run: python examples/persistence.py
 

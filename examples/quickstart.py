@@ -1,4 +1,8 @@
-"""Quickstart: classify handwritten digits with a stochastic spiking network.
+"""
+Quickstart: digits
+==================
+
+Quickstart: classify handwritten digits with a stochastic spiking network.
 
 Run: python examples/quickstart.py
 """

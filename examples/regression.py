@@ -1,8 +1,13 @@
-"""Regression with SpikingRegressor: Friedman #1, with the spread over stochastic trials.
+"""
+Regression with uncertainty
+===========================
+
+Regression with SpikingRegressor: Friedman #1, with the spread over stochastic trials.
 
 Run: python examples/regression.py
 """
 
+import os
 import time
 
 import numpy as np
@@ -13,13 +18,16 @@ from sklearn.preprocessing import StandardScaler
 
 from sksnn import SpikingRegressor
 
+# The documentation build sets SKSNN_DOCS_BUDGET=small to train for fewer epochs.
+MAX_ITER = 20 if os.environ.get("SKSNN_DOCS_BUDGET") == "small" else 60
+
 X, y = make_friedman1(n_samples=1000, noise=1.0, random_state=0)
 X_train, X_test, y_train, y_test = train_test_split(X, y, test_size=0.25, random_state=0)
 
 model = make_pipeline(
     StandardScaler(),
     # predictions are the readout potential averaged over time, averaged over 10 noisy trials
-    SpikingRegressor(max_iter=60, predict_trials=10, random_state=0),
+    SpikingRegressor(max_iter=MAX_ITER, predict_trials=10, random_state=0),
 )
 start = time.perf_counter()
 model.fit(X_train, y_train)

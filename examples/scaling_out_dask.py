@@ -1,4 +1,8 @@
-"""Run a hyper-parameter search on a Dask cluster through joblib's dask backend.
+"""
+A grid search on Dask
+=====================
+
+Run a hyper-parameter search on a Dask cluster through joblib's dask backend.
 
 The same ``GridSearchCV`` over surrogate x noise temperature runs twice: in this process
 (``n_jobs=1``) and on a Dask cluster, inside ``joblib.parallel_config(backend="dask")``. The
@@ -63,7 +67,7 @@ def timed_fit(search: GridSearchCV, X: np.ndarray, y: np.ndarray) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[1] if __doc__ else None)
     parser.add_argument("--workers", type=int, default=2, help="Dask worker processes")
     args = parser.parse_args()
 

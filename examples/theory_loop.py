@@ -1,4 +1,8 @@
-"""Surrogate gradients are not gradients: integrals around closed loops in weight space.
+"""
+Surrogate gradients are not gradients
+=====================================
+
+Surrogate gradients are not gradients: integrals around closed loops in weight space.
 
 Integrating a true gradient along a path gives the change of the function, so around a closed
 loop it gives zero. Integrating a surrogate gradient does not: there is no function it is the
@@ -51,7 +55,7 @@ from sksnn.theory import (
     with_lif,
 )
 
-FIGURE = Path(__file__).resolve().parent.parent / "docs" / "figures" / "theory_loop.png"
+FIGURE = Path("docs") / "figures" / "theory_loop.png"  # relative to the repository root
 RADIUS = 1.8
 
 
@@ -113,7 +117,7 @@ def spiking_panel(n_points: int = 48):
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[1] if __doc__ else None)
     parser.add_argument("--save", action="store_true", help=f"write the figure to {FIGURE}")
     args = parser.parse_args()
 

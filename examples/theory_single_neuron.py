@@ -1,4 +1,8 @@
-"""One stochastic neuron: the matched surrogate gradient is the exact gradient, others are not.
+"""
+One neuron: exact and surrogate gradients
+=========================================
+
+One stochastic neuron: the matched surrogate gradient is the exact gradient, others are not.
 
 A LIF neuron with sigmoid escape noise at temperature T = 0.1 receives a constant input
 current through one weight w for 15 steps (the estimators' default time constants). Left: the
@@ -37,7 +41,7 @@ from sksnn.theory import (
     single_neuron_gradients,
 )
 
-FIGURE = Path(__file__).resolve().parent.parent / "docs" / "figures" / "theory_single_neuron.png"
+FIGURE = Path("docs") / "figures" / "theory_single_neuron.png"  # relative to the repository root
 T = 0.1
 N_STEPS = 15
 
@@ -85,7 +89,7 @@ def table() -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[1] if __doc__ else None)
     parser.add_argument("--save", action="store_true", help=f"write the figure to {FIGURE}")
     args = parser.parse_args()
 

@@ -1,6 +1,6 @@
 """The stochastic leaky integrate-and-fire neuron: its constants and its spike.
 
-Discrete-time dynamics of one layer (docs/model.md), for step ``n`` and drive
+Discrete-time dynamics of one layer (docs/user_guide/model.md), for step ``n`` and drive
 ``P[n] = W S_in[n]``::
 
     S[n]   = [u[n] < f((U[n] - threshold) / T)]      (or [U[n] > threshold] at T = 0)

@@ -1,6 +1,6 @@
-"""Parameters do what docs/model.md says they do, and the package keeps its structure: one
-place resolves engines, the fused kernel stays behind the engine layer, io reads no private
-estimator attribute, pickle and io restore the same estimator."""
+"""Parameters do what docs/user_guide/model.md says they do, and the package keeps its
+structure: one place resolves engines, the fused kernel stays behind the engine layer, io reads
+no private estimator attribute, pickle and io restore the same estimator."""
 
 from __future__ import annotations
 
@@ -115,7 +115,7 @@ def test_reset_modes_differ():
 @pytest.mark.parametrize("tau_mem, tau_syn, dt", [(20e-3, 10e-3, 2e-3), (40e-3, 5e-3, 1e-3)])
 def test_time_constants_set_the_decays_and_the_membrane_response(tau_mem, tau_syn, dt):
     # One input spike into one neuron that cannot fire: the membrane is the PSP kernel of
-    # docs/model.md with decays exp(-dt / tau).
+    # docs/user_guide/model.md with decays exp(-dt / tau).
     reg = SpikingRegressor((1,), max_iter=1, random_state=0, threshold=1e6, noise_temperature=0,
                            tau_mem=tau_mem, tau_syn=tau_syn, dt=dt)  # fmt: skip
     X = np.zeros((4, 30, 1), dtype=np.float32)

@@ -109,7 +109,7 @@ def test_parallel_draws_are_the_serial_stream(n_threads):
 
 
 def _lif_by_hand(drive, params):
-    """Scalar-by-scalar implementation of docs/model.md for one deterministic neuron."""
+    """Scalar-by-scalar implementation of docs/user_guide/model.md for one deterministic neuron."""
     u = i = 0.0
     spikes = []
     for p in drive:

@@ -16,7 +16,7 @@ preallocated buffers and the backward pass runs the adjoint recursion by hand. T
   membranes from there before running its adjoint, handing the block's ``dL/dP`` straight to
   the weight (and input) gradient.
 
-Forward (the order of docs/model.md, ``a = alpha_mem``, ``b = alpha_syn``)::
+Forward (the order of docs/user_guide/model.md, ``a = alpha_mem``, ``b = alpha_syn``)::
 
     S[n]   = spike(U[n] - theta)
     A[n]   = a U[n] + (1 - a) I[n]                          (pre-reset potential)
