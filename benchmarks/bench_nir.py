@@ -62,9 +62,9 @@ def main() -> None:
     print("| network | client | layer | lag (steps) | first spike agrees | count agrees |")
     print("|---|---|---|---|---|---|")
     for name, params in CONFIGS.items():
-        est = SpikingClassifier(
-            **params, noise_temperature=0.0, max_iter=20, random_state=0
-        ).fit(X_tr, y_tr)
+        est = SpikingClassifier(**params, noise_temperature=0.0, max_iter=20, random_state=0).fit(
+            X_tr, y_tr
+        )
         reference = est.simulate(X_te).spikes
         for client, (dt, run) in CLIENTS.items():
             graph = to_nir(est, dt=dt)

@@ -6,6 +6,7 @@ ORDER = [
     "grid_search.py",
     "persistence.py",
     "randman_raster.py",
+    "nir_export.py",
     "scaling_out_dask.py",
     "theory_single_neuron.py",
     "theory_bias.py",

@@ -24,6 +24,7 @@ Needs ``pip install "sksnn[nir,plot]" snntorch``. About 20 s on two CPU cores.
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +33,10 @@ import torch
 from sksnn import SpikingClassifier
 from sksnn.datasets import make_randman
 from sksnn.io import from_nir, to_nir
+
+# The documentation build sets SKSNN_DOCS_BUDGET=small to run a smaller version of this
+# script; the numbers in the docstring are from the full-size run.
+SMALL = os.environ.get("SKSNN_DOCS_BUDGET") == "small"
 
 FIGURE = Path("docs") / "figures" / "nir_rasters.png"  # relative to the repository root
 LAG = 2  # steps between NIR's spike and sksnn's, per hidden layer
@@ -47,7 +52,8 @@ def main() -> None:
 
     X, y = make_randman(n_samples=800, n_classes=4, n_units=30, n_steps=60, random_state=0)
     X_train, y_train, X_test = X[:600], y[:600], X[600:]
-    clf = SpikingClassifier((48,), noise_temperature=0.0, max_iter=20, random_state=0)
+    epochs = 5 if SMALL else 20
+    clf = SpikingClassifier((48,), noise_temperature=0.0, max_iter=epochs, random_state=0)
     clf.fit(X_train, y_train)
 
     graph = to_nir(clf, dt=1e-4)

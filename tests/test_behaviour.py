@@ -231,8 +231,9 @@ def test_pickle_and_io_restore_the_same_estimator(Est, kwargs, three_d):
 
 @pytest.mark.parametrize("engine", ["reference", "fused"])
 def test_hidden_bias_is_a_constant_input_current(engine):
-    """A hidden layer's input current is ``W S_in[n] + b`` every step (docs/model.md): its
-    membrane follows that recursion, and a bias alone makes a silent input fire."""
+    """A hidden layer's input current is ``W S_in[n] + b`` every step
+    (docs/user_guide/model.md): its membrane follows that recursion, and a bias alone makes a
+    silent input fire."""
     from sksnn.engines import LayerInput
     from sksnn.layers import LIFLayer
 
