@@ -154,6 +154,20 @@ class _SuperSpike(torch.autograd.Function):
         return grad / (_SuperSpike.scale * x.abs() + 1.0) ** 2
 
 
+def _train(loss, opt, X_tr, y_tr, *, seed, epochs, batch):
+    """Minibatch training of a baseline: shuffled batches of ``batch`` samples per epoch."""
+    Xt, yt = torch.from_numpy(X_tr), torch.from_numpy(y_tr)
+    rng = np.random.RandomState(seed)
+    for _ in range(epochs):
+        order = rng.permutation(len(Xt))
+        for b in range(0, len(order), batch):
+            idx = order[b : b + batch]
+            value = loss(Xt[idx], yt[idx])
+            opt.zero_grad()
+            value.backward()
+            opt.step()
+
+
 def reference_snn(X_tr, y_tr, X_te, y_te, *, seed, epochs, n_hidden=128, batch=128, lr=2e-3):
     """Zenke & Ganguli style loop (SpyTorch tutorial): current-based LIF, dt 1 ms,
     tau_mem 10 ms, tau_syn 5 ms, threshold 1, reset to zero (detached), weights
@@ -186,16 +200,10 @@ def reference_snn(X_tr, y_tr, X_te, y_te, *, seed, epochs, n_hidden=128, batch=1
             outs.append(out)
         return torch.stack(outs, 1).max(dim=1).values
 
-    Xt, yt = torch.from_numpy(X_tr), torch.from_numpy(y_tr)
-    rng = np.random.RandomState(seed)
-    for _ in range(epochs):
-        order = rng.permutation(len(Xt))
-        for b in range(0, len(order), batch):
-            idx = order[b : b + batch]
-            loss = torch.nn.functional.cross_entropy(run(Xt[idx]), yt[idx])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
+    def loss(x, y):
+        return torch.nn.functional.cross_entropy(run(x), y)
+
+    _train(loss, opt, X_tr, y_tr, seed=seed, epochs=epochs, batch=batch)
     with torch.no_grad():
         pred = run(torch.from_numpy(X_te)).argmax(1).numpy()
     return float(np.mean(pred == y_te))
@@ -228,18 +236,11 @@ def snntorch_recipe(X_tr, y_tr, X_te, y_te, *, seed, epochs, n_hidden=128, batch
             mems.append(mem2)
         return torch.stack(spikes), torch.stack(mems)
 
-    Xt, yt = torch.from_numpy(X_tr), torch.from_numpy(y_tr)
-    rng = np.random.RandomState(seed)
-    for _ in range(epochs):
-        order = rng.permutation(len(Xt))
-        for b in range(0, len(order), batch):
-            idx = order[b : b + batch]
-            _, mem = run(Xt[idx])
-            target = yt[idx]
-            loss = sum(torch.nn.functional.cross_entropy(m, target) for m in mem)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
+    def loss(x, y):
+        _, mem = run(x)
+        return sum(torch.nn.functional.cross_entropy(m, y) for m in mem)
+
+    _train(loss, opt, X_tr, y_tr, seed=seed, epochs=epochs, batch=batch)
     with torch.no_grad():
         spikes, _ = run(torch.from_numpy(X_te))
     return float(np.mean(spikes.sum(0).argmax(1).numpy() == y_te))

@@ -19,10 +19,11 @@ import sksnn
 INDEX = Path(__file__).resolve().parent.parent / "docs" / "api" / "index.rst"
 
 
-def public_modules() -> list[str]:
+def public_modules(private: bool = False) -> list[str]:
+    """sksnn's modules without a private part in their name (``private``: all of them)."""
     names = ["sksnn"]
     for info in pkgutil.walk_packages(sksnn.__path__, "sksnn."):
-        if not any(part.startswith("_") for part in info.name.split(".")):
+        if private or not any(part.startswith("_") for part in info.name.split(".")):
             names.append(info.name)
     return sorted(names)
 

@@ -1,26 +1,17 @@
-"""The examples in the docstrings of every public module run, as doctests."""
+"""The examples in the docstrings of every module run, as doctests (public functions often
+live in private modules and are re-exported)."""
 
 import doctest
 import importlib
-import pkgutil
 
 import pytest
-
-import sksnn
+from test_api_docs import public_modules
 
 # Modules whose examples need an optional dependency, and that dependency.
 OPTIONAL = {"sksnn.plotting": "matplotlib"}
 
 
-def public_modules() -> list[str]:
-    names = ["sksnn"]
-    for info in pkgutil.walk_packages(sksnn.__path__, "sksnn."):
-        if not any(part.startswith("_") for part in info.name.split(".")):
-            names.append(info.name)
-    return sorted(names)
-
-
-@pytest.mark.parametrize("name", public_modules())
+@pytest.mark.parametrize("name", public_modules(private=True))
 def test_docstring_examples(name, tmp_path, monkeypatch):
     if name in OPTIONAL:
         pytest.importorskip(OPTIONAL[name])
