@@ -18,7 +18,7 @@ Run from the repository root::
     python examples/nir_export.py          # fit, compare, show the figure
     python examples/nir_export.py --save   # ... and write docs/figures/nir_rasters.png
 
-Needs ``pip install "sksnn[nir,plot]" snntorch``. About 20 s on two CPU cores.
+Needs ``pip install "sksnn[nir,plot]" snntorch``. About 5 s on two CPU cores.
 """
 
 from __future__ import annotations

@@ -30,10 +30,10 @@ from ._version import __version__
 
 __all__ = ["NIRGraphError", "from_nir", "to_nir"]
 
-# The importers' convention: snnTorch, SpikingJelly and Lava-DL integrate NIR graphs at 0.1 ms.
+# Euler step for graphs that do not record one: the step snnTorch, SpikingJelly and Lava-DL use.
 DEFAULT_IMPORT_DT = 1e-4
-# Relative tolerance of parameters that must agree across neurons or with the gain convention
-# (float32 weights in the file, float64 arithmetic here).
+# Relative tolerance of parameters that must agree across neurons or layers (a graph may
+# store them in float32).
 _RTOL = 1e-5
 
 
@@ -178,16 +178,10 @@ def to_nir(estimator, *, dt: float | None = None):
         "escape_noise": str(estimator.escape_noise),
         "noise_temperature": float(estimator.noise_temperature),
         "reset": estimator.reset,
-        "readout": _readout_mode(estimator),
+        "readout": estimator._readout_mode(),
         "sksnn": json.dumps(_estimator_record(estimator, state)),
     }
     return nir.NIRGraph(nodes=nodes, edges=list(pairwise(chain)), metadata=metadata)
-
-
-def _readout_mode(estimator) -> str:
-    if estimator.readout != "auto":
-        return estimator.readout
-    return "mean" if hasattr(estimator, "_y_scale") else "max"
 
 
 def _estimator_record(estimator, state: dict[str, Any]) -> dict[str, Any]:
@@ -408,9 +402,12 @@ def _neuron_constants(name: str, node, dt: float, spiking: bool) -> dict[str, An
         )
     r = np.asarray(node.r, dtype=np.float64).ravel()
     w_in = np.asarray(node.w_in, dtype=np.float64).ravel()
+    n = np.asarray(node.tau_mem).size
+    if r.size not in (1, n) or w_in.size not in (1, n) or not np.isfinite(r * w_in).all():
+        raise NIRGraphError(f"Node {name!r}: r and w_in must be finite, one per neuron.")
     # Euler: I += dt/tau_syn (w_in x - I), v += dt/tau_mem (v_leak - v + r I). sksnn's current
     # I_sksnn = r I_nir then follows its own update with input weights w_in dt/tau_syn r W.
-    gain = w_in * (dt / tau_syn) * r
+    gain = np.broadcast_to(w_in * (dt / tau_syn) * r, (n,))
     constants = {
         "alpha_syn": 1.0 - dt / tau_syn,
         "alpha_mem": 1.0 - dt / tau_mem,
@@ -451,7 +448,9 @@ def _build(n_inputs: int, layers: list[dict], readout: dict, dt: float, record: 
             raise NIRGraphError(
                 f"The weight before {layer['name']!r} has shape {w.shape}, expected {(n, n_prev)}."
             )
-        scale = c["gain"][:, None] * np.ones((n, 1))
+        if c["gain"].size != n:
+            raise NIRGraphError(f"Node {layer['name']!r}: its parameters disagree in size.")
+        scale = c["gain"][:, None]
         weights[f"layers.{i}.weight"] = scale * w
         if layer["recurrent"] is not None:
             weights[f"layers.{i}.recurrent_weight"] = scale * layer["recurrent"]

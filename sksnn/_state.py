@@ -89,10 +89,14 @@ def fitted_state(estimator) -> dict[str, Any]:
     attributes["lr_scales"] = [float(g.get("lr_scale", 1.0)) for g in optimizer.param_groups]
     best = attributes.pop("_best_state")
     attributes["best_weights"] = None if best is None else _numpy(best)
-    kind, keys, pos, has_gauss, cached = attributes.pop("_rng").get_state(legacy=True)
-    attributes["rng"] = (kind, np.asarray(keys, dtype=np.uint32), int(pos), int(has_gauss),
-                         float(cached))  # fmt: skip
+    attributes["rng"] = _rng_record(attributes.pop("_rng"))
     return attributes
+
+
+def _rng_record(rng: np.random.RandomState) -> tuple:
+    """The generator's state as plain data (read back by :func:`_rng`)."""
+    kind, keys, pos, has_gauss, cached = rng.get_state(legacy=True)
+    return kind, np.asarray(keys, dtype=np.uint32), int(pos), int(has_gauss), float(cached)
 
 
 def new_fitted_state(
@@ -112,8 +116,6 @@ def new_fitted_state(
     """
     lif = estimator._lif_parameters()
     named = [(k, torch.as_tensor(np.asarray(v, dtype=np.float32))) for k, v in weights.items()]
-    rng = np.random.RandomState(0)
-    kind, keys, pos, has_gauss, cached = rng.get_state(legacy=True)
     state = {
         "network": {
             "n_inputs": n_inputs,
@@ -129,7 +131,7 @@ def new_fitted_state(
         "optimizer": {},
         "lr_scales": initial_step_scales(named, lif),
         "best_weights": None,
-        "rng": (kind, np.asarray(keys, dtype=np.uint32), int(pos), int(has_gauss), float(cached)),
+        "rng": _rng_record(np.random.RandomState(0)),
         "n_features_in_": n_inputs,
         "n_outputs_": n_outputs,
         "_input_ndim": input_ndim,

@@ -5,7 +5,7 @@ digits held-out accuracy 0.967-0.978 after 20 epochs, breast_cancer 5-fold CV ac
 0.967-0.974 after 10-20 epochs (a single 143-sample split moves in steps of 0.007 and varied
 0.937-0.965 with the seed, so the CV mean is the stable statistic), Friedman #1 R^2
 0.835-0.877 after 50 epochs with the defaults before the step-size change, 0.892 after it,
-0.915 (T = 0.1) and 0.906 (T = 0) with hidden-layer biases; MLPRegressor reaches 0.921 on the
+0.911 (T = 0.1) and 0.904 (T = 0) with hidden-layer biases; MLPRegressor reaches 0.921 on the
 same split.
 Random-manifold spike data (5 classes, 20 units, 50 steps, 2-D manifolds, 750 training
 samples, 20 epochs): 0.948-0.976 over data seeds 0-1 and both temperatures; the earlier

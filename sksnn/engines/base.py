@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
+import torch
 from torch import Tensor
 
 from .._sparse import StepPattern
@@ -129,6 +130,14 @@ def is_constant_in_time(x: Tensor) -> bool:
     return x.shape[0] > 1 and x.stride(0) == 0
 
 
+def _affine(rows: Tensor, weight: Tensor, bias: Tensor | None, product) -> Tensor:
+    """``rows @ weight.T + bias`` without a second pass over the result."""
+    if product is None:
+        return rows @ weight.T if bias is None else torch.addmm(bias, rows, weight.T)
+    out = product(rows, weight)
+    return out if bias is None else out.add_(bias)
+
+
 def project(x: Tensor, weight: Tensor, product=None, bias: Tensor | None = None) -> Tensor:
     """Input currents ``x @ weight.T`` (plus ``bias``) for all time steps at once, time-major.
 
@@ -141,14 +150,10 @@ def project(x: Tensor, weight: Tensor, product=None, bias: Tensor | None = None)
     n_steps, n_samples, _ = x.shape
     n_out = weight.shape[0]
     if is_constant_in_time(x):
-        once = x[0] @ weight.T
-        if bias is not None:
-            once = once + bias
+        once = _affine(x[0], weight, bias, None)
         return once.unsqueeze(0).expand(n_steps, n_samples, n_out)
     rows, batch_major = memory_rows(x)
-    out = rows @ weight.T if product is None else product(rows, weight)
-    if bias is not None:
-        out = out + bias
+    out = _affine(rows, weight, bias, product)
     if batch_major:
         return out.reshape(n_samples, n_steps, n_out).transpose(0, 1)
     return out.reshape(n_steps, n_samples, n_out)
