@@ -9,6 +9,8 @@ Workloads (issue 3):
 
 Variants:
 
+* ``compiled``: ``engine="compiled"`` (the fused engine's node with numba-compiled time loops),
+  run as ``fit`` runs it, like ``fused``.
 * ``fused``: ``engine="fused"`` (fused LIF kernel, event-driven projections where they pay),
   run as ``fit`` runs it: the active entries of 3-D spike input are indexed once per fit
   (``sksnn._trainer.input_events``, outside the timed step) and gathered per batch (inside).
@@ -59,7 +61,9 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 TEMPERATURE = 0.1  # set from --temperature in the child processes
-VARIANTS = ("fused", "fused-scan", "reference", "dense", "snntorch")
+VARIANTS = ("compiled", "fused", "fused-scan", "reference", "dense", "snntorch")
+#: sksnn engines timed in ``fit`` and ``predict``
+ENGINE_VARIANTS = ("compiled", "fused", "reference")
 
 
 @dataclass(frozen=True)
@@ -319,8 +323,8 @@ def _child_step(w: Workload, variant: str, device: str, repeats: int) -> dict:
     X, y = _data(w, w.batch)
     x = torch.from_numpy(X).to(device)
     yt = torch.as_tensor(y).to(device)
-    if variant in ("fused", "reference"):
-        step = _sksnn_step(w, variant, x, yt, device, events=variant == "fused")
+    if variant in ENGINE_VARIANTS:
+        step = _sksnn_step(w, variant, x, yt, device, events=variant != "reference")
     elif variant == "fused-scan":
         step = _sksnn_step(w, "fused", x, yt, device)
     elif variant == "dense":
@@ -350,7 +354,7 @@ def _child_epoch(w: Workload, variant: str, device: str) -> dict:
     n = 1797 if w.kind == "digits" else w.n_epoch
     X, y = _data(w, n, seed=1)
     mem = _Memory(device)
-    if variant in ("fused", "reference"):
+    if variant in ENGINE_VARIANTS:
         clf = SpikingClassifier(
             hidden_layer_sizes=w.hidden,
             n_steps=w.n_steps,
@@ -422,6 +426,44 @@ def _child_predict(n_rows: int) -> dict:
     }
 
 
+THROUGHPUT_ROWS = 20_000
+THROUGHPUT_VARIANTS = ("compiled", "fused", "mlp")
+
+
+def _child_throughput(variant: str, device: str) -> dict:
+    """W3's model fitted for one epoch (the MLP: MLPClassifier(128) for 20), then ``predict``
+    on THROUGHPUT_ROWS rows of digits: samples per second, best of three calls."""
+    from sklearn.neural_network import MLPClassifier
+
+    from sksnn import SpikingClassifier
+
+    w = WORKLOADS["W3"]
+    X, y = _data(w, 1797)
+    if variant == "mlp":
+        clf = MLPClassifier(hidden_layer_sizes=w.hidden, max_iter=20, random_state=0)
+    else:
+        clf = SpikingClassifier(
+            hidden_layer_sizes=w.hidden,
+            n_steps=w.n_steps,
+            max_iter=1,
+            engine=variant,
+            device=device,
+            random_state=0,
+        )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        clf.fit(X, y)
+    big = np.resize(X, (THROUGHPUT_ROWS, X.shape[1]))
+    clf.predict(big[:1000])  # warm-up
+    best = float("inf")
+    for _ in range(3):
+        t0 = time.perf_counter()
+        clf.predict(big)
+        _sync(device)
+        best = min(best, time.perf_counter() - t0)
+    return {"samples_per_s": THROUGHPUT_ROWS / best}
+
+
 def _child(args) -> None:
     import torch
 
@@ -431,6 +473,8 @@ def _child(args) -> None:
         torch.set_num_threads(args.threads)
     if args.child == "predict":
         result = _child_predict(int(args.rows))
+    elif args.child == "throughput":
+        result = _child_throughput(args.variant, args.device)
     else:
         w = WORKLOADS[args.workload]
         if args.child == "step":
@@ -500,7 +544,9 @@ def main() -> None:
     parser.add_argument("--profile", metavar="WORKLOAD")
     parser.add_argument("--predict", action="store_true")
     # child-process arguments
-    parser.add_argument("--child", choices=["step", "epoch", "predict"], help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--child", choices=["step", "epoch", "predict", "throughput"], help=argparse.SUPPRESS
+    )
     parser.add_argument("--workload", help=argparse.SUPPRESS)
     parser.add_argument("--variant", help=argparse.SUPPRESS)
     parser.add_argument("--rows", help=argparse.SUPPRESS)
@@ -593,6 +639,7 @@ def _benchmark(args) -> None:
     table = _markdown(header, rows)
     print()
     print(table)
+    throughput = "" if args.no_epoch else _throughput_table(common)
     end_load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     text = (
         "# Engine benchmark\n\n"
@@ -617,7 +664,7 @@ def _benchmark(args) -> None:
         "50 steps, hidden (128,), batch 200. sksnn variants use the package defaults otherwise "
         "(sigmoid escape noise, matched surrogate); snnTorch (Synaptic/RSynaptic, fast-sigmoid "
         "surrogate, one nn.Linear call per layer and step, as in its tutorials) is "
-        "deterministic.\n\n" + table + "\n"
+        "deterministic.\n\n" + table + "\n" + throughput
     )
     out = Path(args.output)
     if args.append and out.exists():
@@ -628,6 +675,28 @@ def _benchmark(args) -> None:
         )
     out.write_text(text)
     print(f"\nwrote {args.output}")
+
+
+def _throughput_table(common: list[str]) -> str:
+    """Predict throughput of W3's model per engine and of MLPClassifier (best of 3 rounds)."""
+    rates: dict[str, float] = {}
+    for _ in range(3):
+        for v in THROUGHPUT_VARIANTS:
+            r = _run_child(["--child", "throughput", "--variant", v, *common])
+            if r is not None:
+                rates[v] = max(rates.get(v, 0.0), r["samples_per_s"])
+    mlp = rates.get("mlp")
+    rows = [
+        [v, _fmt(rate, ",.0f"), _fmt(rate / mlp if mlp else None, ".3f")]
+        for v, rate in rates.items()
+    ]
+    table = _markdown(["predict", "samples / s", "vs MLPClassifier"], rows)
+    print(table)
+    return (
+        f"\nPredict throughput: W3's model after one epoch of `fit` (MLPClassifier(128): 20 "
+        f"epochs), `predict` on {THROUGHPUT_ROWS:,} rows of digits (50 steps for sksnn), "
+        "best of 3 calls in the best of 3 process runs.\n\n" + table + "\n"
+    )
 
 
 def _markdown(header, rows) -> str:
@@ -657,7 +726,7 @@ def _predict_table(args) -> None:
 
 
 def _profile(w: Workload, args) -> None:
-    """Per-op breakdown (torch.profiler) of one training step, fused and reference."""
+    """Per-op breakdown (torch.profiler) of one training step, per sksnn engine."""
     import torch
     from torch.profiler import ProfilerActivity, profile
 
@@ -672,8 +741,8 @@ def _profile(w: Workload, args) -> None:
     activities = [ProfilerActivity.CPU]
     if args.device == "cuda":
         activities.append(ProfilerActivity.CUDA)
-    for engine in ("fused", "reference"):
-        step = _sksnn_step(w, engine, x, yt, args.device, events=engine == "fused")
+    for engine in ("compiled", "fused", "reference"):
+        step = _sksnn_step(w, engine, x, yt, args.device, events=engine != "reference")
         for _ in range(2):
             step()
         with profile(activities=activities) as prof:

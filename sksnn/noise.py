@@ -54,6 +54,24 @@ def sample_keys(x: Tensor) -> Tensor:
     return _mix32((bits * coef_t).sum(dim=1) & _MASK32)
 
 
+def _compiled_available() -> bool:
+    from .engines.compiled import compiled_available
+
+    return compiled_available()
+
+
+def _compiled_uniform(base: Tensor, shape: tuple[int, int, int]) -> Tensor:
+    """:class:`CounterNoise`'s numbers from the per-sample hashes ``base``, by the compiled
+    kernel: the same bits as the torch expression, without its int64 temporaries."""
+    from .engines._kernels import counter_uniform
+    from .engines.compiled import _over_samples
+
+    out = np.empty(shape, dtype=np.float32)
+    bases = base.numpy().astype(np.uint32)
+    _over_samples(counter_uniform, shape[1], out.size, (bases, out))
+    return torch.from_numpy(out)
+
+
 class NoiseSource:
     """Hands out uniform [0, 1) numbers of shape (n_steps, n_samples, n_units) per stream.
 
@@ -155,6 +173,8 @@ class CounterNoise(NoiseSource):
         head &= _MASK32
         head_t = _mix32(torch.tensor(head, dtype=torch.int64, device=device))
         base = _mix32(self.keys.to(device) ^ head_t)  # (n_samples,)
+        if torch.device(device).type == "cpu" and _compiled_available():
+            return _compiled_uniform(base, shape)
         cell = torch.arange(n_steps * n_units, dtype=torch.int64, device=device)
         cell = _mix32((cell + 0x632BE5AB) & _MASK32).reshape(n_steps, 1, n_units)
         return _to_unit_interval(_mix32((base.reshape(1, -1, 1) + cell) & _MASK32))

@@ -79,6 +79,15 @@ class EscapeNoise:
         """Whether ``f`` is the logistic sigmoid, which fast kernels compute in fused form."""
         return False
 
+    def compiled_form(self) -> str | None:
+        """The name of ``f`` in the compiled engine's kernels, or None (the default) when the
+        engine must use :meth:`cdf` on its torch path."""
+        return None
+
+    def _unchanged(self, cls: type) -> bool:
+        # a subclass that redefines the function is not the built-in one any more
+        return type(self).cdf is cls.cdf and type(self).pdf is cls.pdf
+
 
 @dataclass(frozen=True)
 class SigmoidNoise(EscapeNoise):
@@ -98,8 +107,10 @@ class SigmoidNoise(EscapeNoise):
         return s * (1.0 - s)
 
     def is_logistic(self) -> bool:
-        # a subclass that redefines the function is not the logistic any more
-        return type(self).cdf is SigmoidNoise.cdf and type(self).pdf is SigmoidNoise.pdf
+        return self._unchanged(SigmoidNoise)
+
+    def compiled_form(self) -> str | None:
+        return "sigmoid" if self._unchanged(SigmoidNoise) else None
 
 
 @dataclass(frozen=True)
@@ -117,6 +128,9 @@ class ErfNoise(EscapeNoise):
 
     def pdf(self, x: Tensor) -> Tensor:
         return _INV_SQRT_2PI * torch.exp(-0.5 * x * x)
+
+    def compiled_form(self) -> str | None:
+        return "erf" if self._unchanged(ErfNoise) else None
 
 
 @dataclass(frozen=True)
@@ -137,6 +151,9 @@ class ExponentialNoise(EscapeNoise):
     def pdf(self, x: Tensor) -> Tensor:
         # exp(x - exp(x)) stays finite: for large x the exponent goes to -inf, not inf - inf.
         return torch.exp(x - torch.exp(x))
+
+    def compiled_form(self) -> str | None:
+        return "exponential" if self._unchanged(ExponentialNoise) else None
 
 
 ESCAPE_NOISE: dict[str, type[EscapeNoise]] = {
@@ -216,6 +233,15 @@ class Surrogate:
         """
         return None
 
+    def compiled_form(self) -> tuple[str, float] | None:
+        """``(shape, beta)``: the derivative as the compiled engine's kernels evaluate it, or
+        None (the default: the engine calls :meth:`derivative` on its torch path). A built-in
+        surrogate names its shape only while a subclass has not redefined the derivative."""
+        return None
+
+    def _compiled_as(self, cls: type, shape: str) -> tuple[str, float] | None:
+        return (shape, self.beta) if type(self).derivative is cls.derivative else None
+
     def __call__(self, x: Tensor) -> Tensor:
         return self.derivative(x)
 
@@ -235,6 +261,9 @@ class SuperSpike(Surrogate):
 
     def primitive(self, x: Tensor) -> Tensor:
         return x / (self.beta * x.abs() + 1.0)
+
+    def compiled_form(self) -> tuple[str, float] | None:
+        return self._compiled_as(SuperSpike, "superspike")
 
 
 @dataclass(frozen=True)
@@ -258,6 +287,9 @@ class Sigmoid(Surrogate):
     def primitive(self, x: Tensor) -> Tensor:
         return torch.sigmoid(self.beta * x)
 
+    def compiled_form(self) -> tuple[str, float] | None:
+        return self._compiled_as(Sigmoid, "logistic")
+
 
 @dataclass(frozen=True)
 class Atan(Surrogate):
@@ -276,6 +308,9 @@ class Atan(Surrogate):
     def primitive(self, x: Tensor) -> Tensor:
         return 0.5 + torch.atan(0.5 * math.pi * self.beta * x) / math.pi
 
+    def compiled_form(self) -> tuple[str, float] | None:
+        return self._compiled_as(Atan, "atan")
+
 
 @dataclass(frozen=True)
 class Triangle(Surrogate):
@@ -293,6 +328,9 @@ class Triangle(Surrogate):
     def primitive(self, x: Tensor) -> Tensor:
         z = torch.clamp(self.beta * x, -1.0, 1.0)
         return torch.where(z < 0, 0.5 * (1.0 + z) ** 2, 1.0 - 0.5 * (1.0 - z) ** 2)
+
+    def compiled_form(self) -> tuple[str, float] | None:
+        return self._compiled_as(Triangle, "triangle")
 
 
 @dataclass(frozen=True)
@@ -313,6 +351,9 @@ class Gaussian(Surrogate):
     def primitive(self, x: Tensor) -> Tensor:
         return 0.5 * (1.0 + torch.erf(self.beta * x / _SQRT2))
 
+    def compiled_form(self) -> tuple[str, float] | None:
+        return self._compiled_as(Gaussian, "gaussian")
+
 
 @dataclass(frozen=True)
 class Exponential(Surrogate):
@@ -331,6 +372,9 @@ class Exponential(Surrogate):
         e = 0.5 * torch.exp(-self.beta * x.abs())
         return torch.where(x < 0, e, 1.0 - e)
 
+    def compiled_form(self) -> tuple[str, float] | None:
+        return self._compiled_as(Exponential, "laplace")
+
 
 @dataclass(frozen=True)
 class Boxcar(Surrogate):
@@ -347,6 +391,9 @@ class Boxcar(Surrogate):
 
     def primitive(self, x: Tensor) -> Tensor:
         return torch.clamp(0.5 * (self.beta * x + 1.0), 0.0, 1.0)
+
+    def compiled_form(self) -> tuple[str, float] | None:
+        return self._compiled_as(Boxcar, "boxcar")
 
 
 @dataclass(frozen=True)
@@ -378,6 +425,13 @@ class Matched(Surrogate):
 
     def primitive(self, x: Tensor) -> Tensor:
         return self.escape_noise.cdf(self.beta * x)
+
+    def compiled_form(self) -> tuple[str, float] | None:
+        shapes = {"sigmoid": "logistic", "erf": "gaussian", "exponential": "gumbel"}
+        noise = self.escape_noise.compiled_form()
+        if noise is None or type(self).derivative is not Matched.derivative:
+            return None
+        return shapes[noise], self.beta
 
 
 SURROGATES: dict[str, type[Surrogate]] = {

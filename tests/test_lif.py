@@ -86,8 +86,9 @@ def _params(reset="zero", detach=True, temperature=0.0, **kw):
     return LIFParameters(temperature=temperature, reset=reset, detach_reset=detach, **kw)
 
 
-def test_fused_is_the_default_engine():
-    assert ENGINES[0] == "fused" and "reference" in ENGINES
+def test_engines_in_order_of_preference():
+    # "auto": the compiled engine where numba imports, else the fused one (test_compiled.py)
+    assert ENGINES == ("compiled", "fused", "reference")
 
 
 @pytest.mark.parametrize(

@@ -1,26 +1,29 @@
 """LIF engines behind one interface (:class:`~sksnn.engines.base.Engine`).
 
 :func:`get_engine` is the one place where an engine name becomes an engine: ``"auto"`` is the
-first of :data:`ENGINES`.
+first of :data:`ENGINES` that can run here (the compiled engine needs numba).
 """
 
 from __future__ import annotations
 
 from .base import Engine, LayerInput
+from .compiled import CompiledEngine, compiled_available
 from .fused import FusedEngine
 from .reference import ReferenceEngine
 
 __all__ = ["ENGINES", "Engine", "LayerInput", "get_engine"]
 
-_REGISTRY: dict[str, type[Engine]] = {cls.name: cls for cls in (FusedEngine, ReferenceEngine)}
-#: Engine names, in order of preference ("auto" picks the first).
+_REGISTRY: dict[str, type[Engine]] = {
+    cls.name: cls for cls in (CompiledEngine, FusedEngine, ReferenceEngine)
+}
+#: Engine names, in order of preference ("auto" picks the first that can run).
 ENGINES = tuple(_REGISTRY)
 
 
 def get_engine(name: str) -> Engine:
     """The engine named ``name`` ("auto" or one of :data:`ENGINES`)."""
     if name == "auto":
-        name = ENGINES[0]
+        name = ENGINES[0] if compiled_available() else ENGINES[1]
     if name not in _REGISTRY:
         raise ValueError(f"Unknown LIF engine {name!r}; expected 'auto' or one of {ENGINES}.")
     return _REGISTRY[name]()

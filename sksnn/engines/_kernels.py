@@ -1,0 +1,500 @@
+"""Compiled (numba) time loops of a LIF layer: the forward pass and its adjoint.
+
+Each kernel runs a range of samples through a range of steps, one sample after another, with
+the units of a sample as the innermost (vectorised) loop; the equations are those of
+:mod:`sksnn.engines._fused`. The kernels release the GIL, so that the compiled engine
+(:mod:`sksnn.engines.compiled`) can run sample ranges on several threads.
+
+Arrays come in two forms. Histories (spikes, uniform numbers, recorded membranes, gradients of
+spikes and membranes) are C-contiguous ``(n_steps, n_samples, n_units)``. An input current or
+its gradient is a C-contiguous 2-D matrix of rows of ``n_units`` with the row of (step ``j``,
+sample ``b``) at ``j * row_step + b * row_sample``: that one form covers time-major,
+batch-major (a transposed view) and constant-in-time (``row_step = 0``) currents without a copy.
+
+The scalar constants travel in one array ``c`` of the layer's dtype (:data:`CONSTANTS`), so
+that float32 layers compute in float32 throughout; the modes (escape noise, reset, surrogate
+shape) are small integers (:data:`NOISES`, :data:`RESETS`, :data:`SHAPES`), compile-time
+constants of each specialisation (:func:`specialised`).
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+
+import numba
+import numpy as np
+from llvmlite import ir
+from numba import literally, njit, types
+from numba.core import errors
+from numba.extending import intrinsic, overload
+
+__all__ = [
+    "CONSTANTS",
+    "NOISES",
+    "RESETS",
+    "SHAPES",
+    "adjoint_rows",
+    "forward_rows",
+    "specialised",
+]
+
+#: Escape noise of the forward pass (0: deterministic, ``[U > threshold]``).
+NOISES = {"deterministic": 0, "sigmoid": 1, "erf": 2, "exponential": 3}
+RESETS = {"zero": 0, "subtract": 1, "none": 2}
+#: Surrogate derivatives the adjoint evaluates, as functions of ``z = beta (U - threshold)``
+#: (times ``beta`` where the surrogate integrates to one).
+SHAPES = {
+    "logistic": 0,  # beta s (1 - s), s = sigmoid(z)
+    "superspike": 1,  # 1 / (|z| + 1)^2
+    "atan": 2,  # (beta / 2) / (1 + (pi z / 2)^2)
+    "triangle": 3,  # beta max(0, 1 - |z|)
+    "gaussian": 4,  # beta exp(-z^2 / 2) / sqrt(2 pi)
+    "laplace": 5,  # (beta / 2) exp(-|z|)
+    "boxcar": 6,  # (beta / 2) [|z| < 1]
+    "gumbel": 7,  # beta exp(z - exp(z))
+}
+#: Positions in the constants array ``c``.
+CONSTANTS = (
+    "alpha_mem",
+    "alpha_syn",
+    "threshold",
+    "temperature",
+    "beta",
+    "zero",
+    "one",
+    "half",
+    "half_pi",
+    "inv_sqrt_2pi",
+    "inv_sqrt2",
+)
+_A_MEM, _A_SYN, _THETA, _T, _BETA, _ZERO, _ONE, _HALF, _HALF_PI, _INV_SQRT_2PI, _INV_SQRT2 = range(
+    len(CONSTANTS)
+)
+
+
+def constants(
+    dtype: np.dtype, alpha_mem: float, alpha_syn: float, threshold: float, temperature: float,
+    beta: float,
+) -> np.ndarray:  # fmt: skip
+    """The constants array of a layer, in ``dtype``."""
+    values = {
+        "alpha_mem": alpha_mem,
+        "alpha_syn": alpha_syn,
+        "threshold": threshold,
+        "temperature": temperature,
+        "beta": beta,
+        "zero": 0.0,
+        "one": 1.0,
+        "half": 0.5,
+        "half_pi": 0.5 * math.pi,
+        "inv_sqrt_2pi": 1.0 / math.sqrt(2.0 * math.pi),
+        "inv_sqrt2": 1.0 / math.sqrt(2.0),
+    }
+    # A value beyond float32's range becomes inf, as it does on the torch path.
+    with np.errstate(over="ignore"):
+        return np.array([values[name] for name in CONSTANTS], dtype=dtype)
+
+
+# numpy's error model: no ZeroDivisionError check, which would stop the loops vectorising
+_JIT = {"error_model": "numpy", "fastmath": {"contract"}}
+
+# --------------------------------------------------------------------------------------------
+# exp for float32 that the loop vectoriser can use (libm's expf is a scalar call)
+# --------------------------------------------------------------------------------------------
+
+
+@intrinsic
+def _float32_from_bits(typingctx, bits):
+    """The float32 whose IEEE bits are the int32 ``bits``."""
+    sig = types.float32(types.int32)
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], ir.FloatType())
+
+    return sig, codegen
+
+
+_LOG2E = np.float32(1.44269504088896341)
+_LN2_HI = np.float32(0.693359375)
+_LN2_LO = np.float32(-2.12194440e-4)
+_EXP_MAX = np.float32(88.3762626647949)
+_EXP_MIN = np.float32(-87.3365478515625)  # exp of this is the smallest normal float32
+_P0 = np.float32(1.9875691500e-4)
+_P1 = np.float32(1.3981999507e-3)
+_P2 = np.float32(8.3334519073e-3)
+_P3 = np.float32(4.1665795894e-2)
+_P4 = np.float32(1.6666665459e-1)
+_P5 = np.float32(5.0000001201e-1)
+_ROUND = np.float32(12582912.0)
+_F32_ONE = np.float32(1.0)
+
+
+def fast_exp(x):
+    """``exp(x)``: within about 2 ulp in float32 (Cephes' expf polynomial after reducing by
+    ``ln 2``), libm's ``exp`` in float64. Saturates at the largest finite float32 and at the
+    smallest normal one."""
+    return math.exp(x)
+
+
+@overload(fast_exp, jit_options=_JIT)
+def _fast_exp_overload(x):
+    if isinstance(x, types.Float) and x.bitwidth == 32:
+
+        def exp32(x):
+            # comparisons, not min/max or floor: those stay scalar calls
+            low = _EXP_MIN if x < _EXP_MIN else x
+            y = _EXP_MAX if low > _EXP_MAX else low
+            # n = round(y / ln 2): adding 1.5 * 2**23 leaves the integer part in the mantissa
+            n = (y * _LOG2E + _ROUND) - _ROUND
+            r = (y - n * _LN2_HI) - n * _LN2_LO
+            p = ((((_P0 * r + _P1) * r + _P2) * r + _P3) * r + _P4) * r + _P5
+            p = p * r * r + r + _F32_ONE
+            return p * _float32_from_bits((np.int32(n) + np.int32(127)) << np.int32(23))
+
+        return exp32
+    return lambda x: math.exp(x)
+
+
+# --------------------------------------------------------------------------------------------
+# Spike, reset and surrogate, specialised at compile time on the mode (a literal integer), so
+# that each kernel's inner loop holds no branch and vectorises
+# --------------------------------------------------------------------------------------------
+
+def _literal(value_type) -> int:
+    if not isinstance(value_type, (types.IntegerLiteral, types.BooleanLiteral)):
+        raise errors.TypingError("a kernel mode must be a compile-time literal")
+    return int(value_type.literal_value)
+
+
+def _spike(u, q, noise, c):
+    """0/1 spike of potential ``u`` with uniform number ``q`` (compiled code only)."""
+    raise NotImplementedError
+
+
+@overload(_spike, inline="always", jit_options=_JIT)
+def _spike_overload(u, q, noise, c):
+    kind = _literal(noise)
+    if kind == 0:
+        return lambda u, q, noise, c: c[_ONE] if u > c[_THETA] else c[_ZERO]
+
+    if kind == 1:
+
+        def probability(x, c):
+            return c[_ONE] / (c[_ONE] + fast_exp(-x))
+
+    elif kind == 2:
+
+        def probability(x, c):
+            return c[_HALF] * (c[_ONE] + math.erf(x * c[_INV_SQRT2]))
+
+    else:
+
+        def probability(x, c):
+            return -math.expm1(-fast_exp(x))
+
+    probability = njit(inline="always", **_JIT)(probability)
+
+    def impl(u, q, noise, c):
+        return c[_ONE] if q < probability((u - c[_THETA]) / c[_T], c) else c[_ZERO]
+
+    return impl
+
+
+def _reset(a, s, reset, c):
+    """The potential after the reset by spike ``s`` (compiled code only)."""
+    raise NotImplementedError
+
+
+@overload(_reset, inline="always", jit_options=_JIT)
+def _reset_overload(a, s, reset, c):
+    kind = _literal(reset)
+    if kind == 0:
+        return lambda a, s, reset, c: a - a * s  # a (1 - s), exactly, for s in {0, 1}
+    if kind == 1:
+        return lambda a, s, reset, c: a - c[_THETA] * s
+    return lambda a, s, reset, c: a
+
+
+def _surrogate(u, shape, c):
+    """The surrogate derivative at ``U = u`` (compiled code only)."""
+    raise NotImplementedError
+
+
+@overload(_surrogate, inline="always", jit_options=_JIT)
+def _surrogate_overload(u, shape, c):
+    kind = _literal(shape)
+    if kind == 0:
+
+        def derivative(z, c):
+            s = c[_ONE] / (c[_ONE] + fast_exp(-z))
+            return c[_BETA] * (s - s * s)
+
+    elif kind == 1:
+
+        def derivative(z, c):
+            w = abs(z) + c[_ONE]
+            return c[_ONE] / (w * w)
+
+    elif kind == 2:
+
+        def derivative(z, c):
+            w = c[_HALF_PI] * z
+            return c[_HALF] * c[_BETA] / (c[_ONE] + w * w)
+
+    elif kind == 3:
+
+        def derivative(z, c):
+            w = c[_ONE] - abs(z)
+            return c[_BETA] * w if w > c[_ZERO] else c[_ZERO]
+
+    elif kind == 4:
+
+        def derivative(z, c):
+            return c[_BETA] * c[_INV_SQRT_2PI] * fast_exp(-c[_HALF] * z * z)
+
+    elif kind == 5:
+
+        def derivative(z, c):
+            return c[_HALF] * c[_BETA] * fast_exp(-abs(z))
+
+    elif kind == 6:
+
+        def derivative(z, c):
+            return c[_HALF] * c[_BETA] if abs(z) < c[_ONE] else c[_ZERO]
+
+    else:
+
+        def derivative(z, c):
+            return c[_BETA] * fast_exp(z - fast_exp(z))
+
+    derivative = njit(inline="always", **_JIT)(derivative)
+
+    def impl(u, shape, c):
+        return derivative(c[_BETA] * (u - c[_THETA]), c)
+
+    return impl
+
+
+def _when(flag, value, otherwise):
+    """``value`` if the literal ``flag`` is true, else ``otherwise`` (compiled code only)."""
+    raise NotImplementedError
+
+
+@overload(_when, inline="always", jit_options=_JIT)
+def _when_overload(flag, value, otherwise):
+    if _literal(flag):
+        return lambda flag, value, otherwise: value
+    return lambda flag, value, otherwise: otherwise
+
+
+# --------------------------------------------------------------------------------------------
+# Kernels
+# --------------------------------------------------------------------------------------------
+
+
+@njit(inline="always", **_JIT)
+def _registers(c):
+    """The constants as a tuple: values the compiler keeps in registers, where loads from the
+    array would be repeated in every iteration (stores to other arrays might change them)."""
+    return (c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7], c[8], c[9], c[10])
+
+
+@njit(nogil=True, cache=True, **_JIT)
+def forward_rows(
+    b0, b1, t0, t1, drive, row_step, row_sample, uniform, u_state, i_state, spikes, membrane,
+    c, noise, reset, record,
+):  # fmt: skip
+    """Steps ``t0:t1`` of samples ``b0:b1``: spikes (and membranes, with ``record``) written
+    at their steps; ``u_state``/``i_state`` (n_samples, n_units) hold ``U``/``I`` at ``t0`` on
+    entry and at ``t1`` on exit. ``drive`` rows are indexed from ``t0``. ``uniform`` (unread
+    when deterministic) and ``membrane`` (unwritten without ``record``) may be any array of
+    the spikes' shape. ``noise``, ``reset`` and ``record`` are compile-time modes."""
+    literally(noise)
+    literally(reset)
+    literally(record)
+    c = _registers(c)
+    n_units = u_state.shape[1]
+    a_mem, a_syn, one, half = c[_A_MEM], c[_A_SYN], c[_ONE], c[_HALF]
+    c_mem = one - a_mem
+    high = a_mem >= half
+    for b in range(b0, b1):
+        u = u_state[b]
+        i = i_state[b]
+        for t in range(t0, t1):
+            d = drive[(t - t0) * row_step + b * row_sample]
+            s_row = spikes[t, b]
+            q_row = uniform[t, b]
+            m_row = membrane[t, b]
+            for n in range(n_units):
+                un = u[n]
+                if record:
+                    m_row[n] = un
+                s = _spike(un, q_row[n], noise, c)
+                s_row[n] = s
+                # torch.lerp(i, u, a), the reference loop's operation
+                a = un - (un - i[n]) * c_mem if high else i[n] + a_mem * (un - i[n])
+                u[n] = _reset(a, s, reset, c)
+                i[n] = d[n] + a_syn * i[n]
+
+
+@njit(nogil=True, cache=True, **_JIT)
+def adjoint_rows(
+    b0, b1, t0, t1, drive, row_step, row_sample, u_start, i_start, spikes,
+    grad_spikes, grad_membrane, gu_state, gi_state, grad_drive, g_step, g_sample,
+    c, reset, reset_grad, shape, has_gs, has_gm,
+):  # fmt: skip
+    """The adjoint over steps ``t0:t1`` of samples ``b0:b1`` (the whole recursion when called
+    from the last block to the first).
+
+    The block's membranes are recomputed from ``U``/``I`` at ``t0`` (``u_start``/``i_start``)
+    with the saved spikes. ``gu_state``/``gi_state`` hold ``dL/dU``/``dL/dI`` at ``t1`` on entry
+    and at ``t0`` on exit; ``dL/dP`` of each step goes to ``grad_drive`` (rows indexed from
+    ``t0``). ``grad_spikes``/``grad_membrane`` are read only with ``has_gs``/``has_gm``
+    (otherwise any array of the spikes' shape). The last five arguments are compile-time modes.
+    """
+    literally(reset)
+    literally(reset_grad)
+    literally(shape)
+    literally(has_gs)
+    literally(has_gm)
+    c = _registers(c)
+    n_units = u_start.shape[1]
+    length = t1 - t0
+    a_mem, a_syn, theta, one, zero = c[_A_MEM], c[_A_SYN], c[_THETA], c[_ONE], c[_ZERO]
+    half = c[_HALF]
+    c_mem = one - a_mem
+    high = a_mem >= half
+    # Per step of the block: the surrogate derivative D and the pre-reset potential A.
+    hist_d = np.empty((length, n_units), dtype=u_start.dtype)
+    hist_a = np.empty((length, n_units), dtype=u_start.dtype)
+    u = np.empty(n_units, dtype=u_start.dtype)
+    i = np.empty(n_units, dtype=u_start.dtype)
+    e = np.empty(n_units, dtype=u_start.dtype)
+    for b in range(b0, b1):
+        u[:] = u_start[b]
+        i[:] = i_start[b]
+        for t in range(t0, t1):
+            d = drive[(t - t0) * row_step + b * row_sample]
+            s_row = spikes[t, b]
+            hd = hist_d[t - t0]
+            ha = hist_a[t - t0]
+            for n in range(n_units):
+                un = u[n]
+                hd[n] = _surrogate(un, shape, c)
+                a = un - (un - i[n]) * c_mem if high else i[n] + a_mem * (un - i[n])
+                ha[n] = a
+                u[n] = _reset(a, s_row[n], reset, c)
+                i[n] = d[n] + a_syn * i[n]
+        gu = gu_state[b]
+        gi = gi_state[b]
+        # Two loops per step, each with few enough arrays for the vectoriser's overlap checks.
+        for t in range(t1 - 1, t0 - 1, -1):
+            hd = hist_d[t - t0]
+            ha = hist_a[t - t0]
+            gs_row = grad_spikes[t, b]
+            for n in range(n_units):
+                # D[t] dL/dS[t], with the reset's share of dL/dS when it is not detached
+                g_s = _when(has_gs, gs_row[n], zero)
+                if reset_grad:
+                    if reset == 0:
+                        g_s = g_s - gu[n] * ha[n]
+                    elif reset == 1:
+                        g_s = g_s - theta * gu[n]
+                e[n] = hd[n] * g_s
+            s_row = spikes[t, b]
+            gm_row = grad_membrane[t, b]
+            gp = grad_drive[(t - t0) * g_step + b * g_sample]
+            for n in range(n_units):
+                g_u, g_i = gu[n], gi[n]
+                gp[n] = g_i  # dL/dP[t] = dL/dI[t + 1]
+                # r[t] dL/dU[t + 1]: the reset's derivative with respect to the pre-reset A[t]
+                r_gu = g_u - g_u * s_row[n] if reset == 0 else g_u
+                new_gu = a_mem * r_gu + e[n]
+                gu[n] = _when(has_gm, new_gu + gm_row[n], new_gu)
+                gi[n] = c_mem * r_gu + a_syn * g_i
+
+
+# --------------------------------------------------------------------------------------------
+# Specialisations
+# --------------------------------------------------------------------------------------------
+
+_entries: dict[tuple, object] = {}
+_entries_lock = threading.Lock()
+
+
+def _array(dtype, ndim: int):
+    return types.Array(numba.from_dtype(dtype), ndim, "C")
+
+
+def specialised(kind: str, dtype, *modes):
+    """The compiled ``forward_rows`` (``kind="forward"``, modes ``noise, reset, record``) or
+    ``adjoint_rows`` (``"adjoint"``, modes ``reset, reset_grad, shape, has_gs, has_gm``) for
+    arrays of ``dtype``, specialised on the modes: a function of the remaining arguments.
+
+    Compiled on first use, or loaded from numba's disk cache. The dispatcher is bypassed: with
+    literal modes, its argument matching would cost milliseconds per call. Its arrays must be
+    C-contiguous, writable and of ``dtype``, its other arguments Python ints.
+    """
+    key = (kind, np.dtype(dtype).str, modes)
+    entry = _entries.get(key)
+    if entry is not None:
+        return entry
+    i64 = types.int64
+    a1, a2, a3 = (_array(np.dtype(dtype), n) for n in (1, 2, 3))
+    if kind == "forward":
+        kernel = forward_rows
+        head = (i64, i64, i64, i64, a2, i64, i64, a3, a2, a2, a3, a3, a1)
+    else:
+        kernel = adjoint_rows
+        head = (i64, i64, i64, i64, a2, i64, i64, a2, a2, a3, a3, a3, a2, a2, a2, i64, i64, a1)
+    signature = head + tuple(types.literal(mode) for mode in modes)
+    with _entries_lock:
+        if key not in _entries:
+            compiled = kernel.compile(signature)
+
+            def entry(*args, compiled=compiled, modes=modes):
+                return compiled(*args, *modes)
+
+            _entries[key] = entry
+    return _entries[key]
+
+
+# --------------------------------------------------------------------------------------------
+# Counter-based uniform numbers (the inference noise of sksnn.noise.CounterNoise)
+# --------------------------------------------------------------------------------------------
+
+_CELL_OFFSET = np.uint32(0x632BE5AB)
+_MIX_A = np.uint32(0x7FEB352D)
+_MIX_B = np.uint32(0x846CA68B)
+_SHIFT_8, _SHIFT_15, _SHIFT_16 = np.uint32(8), np.uint32(15), np.uint32(16)
+_UNIT = np.float32(1.0 / (1 << 24))
+
+
+@njit(inline="always", **_JIT)
+def _mix32(x):
+    # numba widens integer arithmetic to 64 bits: each step is cut back to 32
+    x = np.uint32(x ^ (x >> _SHIFT_16))
+    x = np.uint32(x * _MIX_A)
+    x = np.uint32(x ^ (x >> _SHIFT_15))
+    x = np.uint32(x * _MIX_B)
+    return np.uint32(x ^ (x >> _SHIFT_16))
+
+
+@njit(nogil=True, cache=True, **_JIT)
+def counter_uniform(b0, b1, bases, out):
+    """``out[t, b, n]`` for samples ``b0:b1``: the uniform number of cell ``t * n_units + n``
+    of a sample with hashed key ``bases[b]`` (uint32), on the 2**-24 grid of [0, 1).
+
+    The numbers of :class:`sksnn.noise.CounterNoise`, bit for bit: the hash of the sample's
+    base plus the hash of the cell index (32-bit arithmetic wraps as its masks do)."""
+    n_steps, _, n_units = out.shape
+    for b in range(b0, b1):
+        base = bases[b]
+        for t in range(n_steps):
+            row = out[t, b]
+            first = np.uint32(t * n_units)
+            for n in range(n_units):
+                cell = _mix32(np.uint32(np.uint32(first + np.uint32(n)) + _CELL_OFFSET))
+                bits = _mix32(np.uint32(base + cell))
+                row[n] = np.float32(np.uint32(bits >> _SHIFT_8)) * _UNIT

@@ -1,0 +1,312 @@
+"""The compiled engine: the fused engine's autograd node with its time loops compiled by numba.
+
+The fused engine (:mod:`sksnn.engines.fused`) runs a dozen torch operations per time step;
+on a CPU their dispatch and their passes over memory, not the arithmetic, cost most of a
+training step. Here the forward loop and the adjoint (:mod:`sksnn.engines._kernels`) each run
+all steps of a sample in one compiled loop, samples split over torch's threads. The inputs
+and their projections are handled as in the fused engine: dense currents are kept for the
+backward pass (a current constant in time costs one step), the currents of sparse 0/1 inputs
+are recomputed block by block from checkpoints.
+
+The compiled loops serve CPU tensors of float32 or float64, feed-forward layers, the built-in
+escape noises and the surrogates that name a compiled form
+(:meth:`~sksnn.surrogates.Surrogate.compiled_form`); anything else (CUDA, recurrent layers,
+a user-defined surrogate) runs on the fused engine's torch path, with the same results.
+Spikes and membranes agree with the reference loop's to round-off (the compiled loop rounds
+``exp`` and the fused multiply-adds its own way; a spike can differ only where the potential
+lies within round-off of its threshold or noise draw), gradients to round-off.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import itertools
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from .._parallel import map_threads
+from ..neuron import LIFParameters
+from ._fused import _is_batch_major, _needs_grad, _source
+from ._fused_steps import block_length, blocks_of
+from .base import LayerInput, is_constant_in_time, project
+from .fused import FusedEngine, _pattern
+
+__all__ = ["CompiledEngine", "compiled_available"]
+
+# Below this many (sample, unit, step) cells a kernel runs on the calling thread: handing work
+# to the pool costs tens of microseconds.
+_PARALLEL_CELLS = 1 << 16
+
+
+def compiled_available() -> bool:
+    """Whether numba can be imported (the compiled engine needs it)."""
+    return importlib.util.find_spec("numba") is not None
+
+
+class CompiledEngine(FusedEngine):
+    """Compiled time loops on the CPU; the fused engine's torch path elsewhere."""
+
+    name = "compiled"
+    # the step memory of benchmarks/bench_engine.py per unit, step and sample, with a margin
+    bytes_per_unit_step = 24
+
+    def __init__(self) -> None:
+        if not compiled_available():
+            raise ValueError(
+                "The compiled LIF engine needs numba (pip install numba); "
+                "engine='fused' runs without it."
+            )
+
+    def run_currents(self, drive, params, uniform, recurrent_weight, record_membrane):
+        modes = _modes(params, drive, recurrent_weight)
+        if modes is None:
+            return super().run_currents(drive, params, uniform, recurrent_weight, record_membrane)
+        return _run(drive, None, None, None, params, modes, uniform, record_membrane)
+
+    def run_layer(
+        self, layer_input, weight, params, uniform, recurrent_weight, record_membrane, bias=None
+    ):
+        modes = _modes(params, weight, recurrent_weight)
+        if modes is None:
+            return super().run_layer(
+                layer_input, weight, params, uniform, recurrent_weight, record_membrane, bias
+            )
+        pattern = layer_input.events
+        if pattern is None:
+            pattern = _pattern(layer_input, weight)
+        if pattern is None:
+            drive = _project(layer_input, weight, bias)
+            return _run(drive, None, None, None, params, modes, uniform, record_membrane)
+        return _run(
+            layer_input.values, weight, pattern, bias, params, modes, uniform, record_membrane
+        )
+
+
+def _project(layer_input: LayerInput, weight: Tensor, bias: Tensor | None) -> Tensor:
+    return project(layer_input.values, weight, bias=bias)
+
+
+def _modes(params: LIFParameters, like: Tensor, recurrent_weight: Tensor | None):
+    """The kernels' modes for a layer, or None where the compiled loops do not apply."""
+    if like.device.type != "cpu" or like.dtype not in (torch.float32, torch.float64):
+        return None
+    if recurrent_weight is not None:
+        return None
+    form = params.surrogate.compiled_form()
+    noise = params.escape_noise.compiled_form() if params.stochastic else "deterministic"
+    if form is None or noise is None:
+        return None
+    from . import _kernels
+
+    shape, beta = form
+    return _Modes(
+        noise=_kernels.NOISES[noise],
+        reset=_kernels.RESETS[params.reset],
+        reset_grad=not params.detach_reset and params.reset != "none",
+        shape=_kernels.SHAPES[shape],
+        beta=beta,
+    )
+
+
+class _Modes:
+    __slots__ = ("beta", "noise", "reset", "reset_grad", "shape")
+
+    def __init__(self, noise: int, reset: int, reset_grad: bool, shape: int, beta: float):
+        self.noise, self.reset, self.reset_grad, self.shape, self.beta = (
+            noise,
+            reset,
+            reset_grad,
+            shape,
+            beta,
+        )
+
+
+def _run(first, weight, pattern, bias, params, modes, uniform, record):
+    if params.stochastic and uniform is None:
+        raise ValueError("A stochastic neuron (temperature > 0) needs uniform noise.")
+    if _needs_grad(first, weight, bias):
+        return _CompiledLIF.apply(first, weight, bias, uniform, params, modes, record, pattern)
+    with torch.no_grad():
+        source, shape = _source(first, weight, pattern, bias)
+        like = first if pattern is None else weight
+        saved = _forward(source, shape, like, params, modes, uniform, record, checkpoint=False)
+    return saved[0], saved[1]
+
+
+# --------------------------------------------------------------------------------------------
+# Arrays for the kernels
+# --------------------------------------------------------------------------------------------
+
+
+def _rows(x: Tensor) -> tuple[np.ndarray, int, int]:
+    """``x`` (n_steps, n_samples, n) as a C-contiguous 2-D array of rows and the row strides
+    of a step and of a sample, without a copy for time-major, batch-major and
+    constant-in-time layouts."""
+    n_steps, n_samples, n = x.shape
+    if is_constant_in_time(x) and x[0].is_contiguous():
+        return x[0].detach().numpy(), 0, 1
+    if _is_batch_major(x):
+        return x.detach().transpose(0, 1).reshape(-1, n).numpy(), 1, n_steps
+    return x.detach().contiguous().reshape(-1, n).numpy(), n_samples, 1
+
+
+def _history(x: Tensor | None, dtype: torch.dtype) -> np.ndarray | None:
+    """A (n_steps, n_samples, n) tensor as a C-contiguous array of ``dtype``."""
+    if x is None:
+        return None
+    return x.detach().to(dtype).contiguous().numpy()
+
+
+def _constants(params: LIFParameters, modes: _Modes, dtype: torch.dtype) -> np.ndarray:
+    from ._kernels import constants
+
+    np_dtype = np.float32 if dtype == torch.float32 else np.float64
+    temperature = params.temperature if params.stochastic else 1.0
+    return constants(
+        np_dtype, params.alpha_mem, params.alpha_syn, params.threshold, temperature, modes.beta
+    )
+
+
+def _sample_ranges(n_samples: int, cells: int) -> list[tuple[int, int]]:
+    """Sample ranges for the threads: one per thread, or one when the work is small."""
+    n_threads = max(1, torch.get_num_threads())
+    n_parts = 1 if cells < _PARALLEL_CELLS else min(n_threads, n_samples)
+    bounds = np.linspace(0, n_samples, n_parts + 1).round().astype(int)
+    return [(int(a), int(b)) for a, b in itertools.pairwise(bounds) if b > a]
+
+
+def _over_samples(kernel, n_samples: int, cells: int, args: tuple) -> None:
+    """``kernel(b0, b1, *args)`` over ranges of samples ``b0:b1``, one per thread."""
+    ranges = _sample_ranges(n_samples, cells)
+    if len(ranges) == 1:
+        kernel(*ranges[0], *args)
+        return
+    map_threads(lambda k: kernel(*ranges[k], *args), len(ranges))
+
+
+# --------------------------------------------------------------------------------------------
+# Forward and backward
+# --------------------------------------------------------------------------------------------
+
+
+def _forward(source, shape, like, params, modes, uniform, record, checkpoint):
+    """Spikes, membranes (if recorded) and the block checkpoints (if ``checkpoint``)."""
+    from ._kernels import specialised
+
+    n_steps, n_samples, n_units = shape
+    dtype = like.dtype
+    spikes = like.new_empty(shape)
+    membrane = like.new_empty(shape) if record else None
+    u_state = like.new_zeros(n_samples, n_units)
+    i_state = like.new_zeros(n_samples, n_units)
+    s_np = spikes.detach().numpy()
+    m_np = membrane.numpy() if record else s_np
+    q_np = _history(uniform, dtype) if modes.noise else s_np
+    u_np, i_np = u_state.numpy(), i_state.numpy()
+    c = _constants(params, modes, dtype)
+    kernel = specialised("forward", s_np.dtype, modes.noise, modes.reset, bool(record))
+    blocks = blocks_of(n_steps, block_length(*shape, True) if source.checkpointed else n_steps)
+    checkpoints = None
+    if checkpoint and source.checkpointed:
+        checkpoints = like.new_empty(len(blocks), 2, n_samples, n_units)
+    for k, (start, stop) in enumerate(blocks):
+        if checkpoints is not None:
+            checkpoints[k, 0].copy_(u_state)
+            checkpoints[k, 1].copy_(i_state)
+        drive, row_step, row_sample = _rows(source.block(start, stop))
+        args = (start, stop, drive, row_step, row_sample, q_np, u_np, i_np, s_np, m_np, c)
+        _over_samples(kernel, n_samples, (stop - start) * n_samples * n_units, args)
+    return spikes, membrane, checkpoints
+
+
+class _CompiledLIF(torch.autograd.Function):
+    """Autograd node of a compiled layer. ``first`` is the drive (``pattern`` None) or the
+    binary layer input whose projection by ``weight`` (plus ``bias``) is part of the node."""
+
+    @staticmethod
+    def forward(ctx, first, weight, bias, uniform, params, modes, record, pattern):  # type: ignore[override]
+        source, shape = _source(first, weight, pattern, bias)
+        like = first if pattern is None else weight
+        spikes, membrane, checkpoints = _forward(
+            source, shape, like, params, modes, uniform, record, checkpoint=True
+        )
+        ctx.params, ctx.modes, ctx.source = params, modes, source
+        ctx.set_materialize_grads(False)
+        # the dense drive is the backward pass's history; a binary input only for its gradient
+        keep = pattern is None or (first is not None and first.requires_grad)
+        ctx.save_for_backward(spikes, checkpoints, first if keep else None, weight)
+        return spikes, membrane
+
+    @staticmethod
+    def backward(ctx, grad_spikes, grad_membrane):  # type: ignore[override]
+        from ._kernels import specialised
+
+        spikes, checkpoints, first, weight = ctx.saved_tensors
+        params, modes, source = ctx.params, ctx.modes, ctx.source
+        need_first, need_weight, need_bias = ctx.needs_input_grad[:3]
+        n_steps, n_samples, n_units = spikes.shape
+        dtype = spikes.dtype
+        s_np = spikes.numpy()
+        gs_np = _history(grad_spikes, dtype)
+        gm_np = _history(grad_membrane, dtype)
+        c = _constants(params, modes, dtype)
+        kernel = specialised(
+            "adjoint",
+            s_np.dtype,
+            modes.reset,
+            modes.reset_grad,
+            modes.shape,
+            gs_np is not None,
+            gm_np is not None,
+        )
+        gu = spikes.new_zeros(n_samples, n_units).numpy()
+        gi = spikes.new_zeros(n_samples, n_units).numpy()
+        gs_np = s_np if gs_np is None else gs_np
+        gm_np = s_np if gm_np is None else gm_np
+
+        if not source.checkpointed:
+            drive = first  # the dense drive, kept
+            grad_drive = _empty_like_drive(drive, spikes)
+            g_rows, g_step, g_sample = _rows(grad_drive)
+            d_rows, row_step, row_sample = _rows(drive)
+            zeros = np.zeros((n_samples, n_units), dtype=s_np.dtype)
+            args = (0, n_steps, d_rows, row_step, row_sample, zeros, zeros, s_np, gs_np)
+            args += (gm_np, gu, gi, g_rows, g_step, g_sample, c)
+            _over_samples(kernel, n_samples, n_steps * n_samples * n_units, args)
+            return grad_drive, None, None, None, None, None, None, None
+
+        grad_first = torch.empty_like(first) if need_first else None
+        grad_weight_t = None
+        grad_bias = weight.new_zeros(weight.shape[0]) if need_bias else None
+        blocks = blocks_of(n_steps, block_length(n_steps, n_samples, n_units, True))
+        for k in reversed(range(len(blocks))):
+            start, stop = blocks[k]
+            d_rows, row_step, row_sample = _rows(source.block(start, stop))
+            gp = spikes.new_empty(stop - start, n_samples, n_units)
+            g_rows = gp.view(-1, n_units).numpy()
+            u0 = checkpoints[k, 0].numpy()
+            i0 = checkpoints[k, 1].numpy()
+            args = (start, stop, d_rows, row_step, row_sample, u0, i0, s_np, gs_np, gm_np)
+            args += (gu, gi, g_rows, n_samples, 1, c)
+            _over_samples(kernel, n_samples, (stop - start) * n_samples * n_units, args)
+            flat = gp.view(-1, n_units)
+            if grad_bias is not None:
+                grad_bias.add_(flat.sum(0))
+            if need_weight:
+                g_w = source.pattern.t_matmul(flat, start, stop)
+                grad_weight_t = g_w if grad_weight_t is None else grad_weight_t.add_(g_w)
+            if grad_first is not None:
+                grad_first[start:stop] = (flat @ weight).view(stop - start, n_samples, -1)
+        grad_weight = grad_weight_t.t() if need_weight else None
+        return grad_first, grad_weight, grad_bias, None, None, None, None, None
+
+
+def _empty_like_drive(drive: Tensor, spikes: Tensor) -> Tensor:
+    """The drive's gradient, batch-major when the drive is (so that the projection's backward
+    takes it without a copy), else time-major."""
+    n_steps, n_samples, n_units = spikes.shape
+    if _is_batch_major(drive):
+        return spikes.new_empty(n_samples, n_steps, n_units).transpose(0, 1)
+    return spikes.new_empty(n_steps, n_samples, n_units)

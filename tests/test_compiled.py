@@ -1,0 +1,277 @@
+"""The compiled engine (numba time loops) against the reference autograd loop.
+
+Same cases as the fused engine's tests (tests/test_lif.py): every reset mode, detach on/off,
+stochastic and deterministic, each built-in escape noise and surrogate, dense and projected
+(event-driven) layers, in float64 (round-off ~1e-15, so a wrong term of the adjoint shows up
+orders of magnitude above the tolerance) and float32. The compiled loops evaluate ``exp`` and
+fused multiply-adds in their own way, so membranes are compared to a few ulp instead of bit
+for bit; spikes must be identical (a spike could only differ where the potential lies within
+an ulp of its threshold or noise draw, which none of these fixed-seed cases comes near).
+"""
+
+import itertools
+
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip("numba")
+
+from test_lif import (
+    RTOL32,
+    RTOL64,
+    _inputs,
+    _params,
+    _projected_case,
+    _run,
+    lif_layer,
+)
+
+from sksnn import SpikingClassifier, SpikingRegressor
+from sksnn.engines import ENGINES, get_engine
+from sksnn.engines import compiled as compiled_module
+from sksnn.neuron import LIFParameters
+from sksnn.surrogates import Surrogate, get_escape_noise, get_surrogate
+
+# membranes: a few ulp of the largest membrane value
+ULPS = {torch.float64: 1e-14, torch.float32: 4e-6}
+
+
+def _assert_same(params, dtype, stochastic, record, rtol, shape=(30, 8, 12)):
+    args = _inputs(dtype, False, stochastic, shape=shape)
+    s_ref, u_ref, g_ref = _run("reference", params, *args, record)
+    s_com, u_com, g_com = _run("compiled", params, *args, record)
+    assert torch.equal(s_com, s_ref)
+    if record:
+        torch.testing.assert_close(u_com, u_ref, rtol=ULPS[dtype], atol=ULPS[dtype])
+    else:
+        assert u_com is None
+    for a, b in zip(g_com, g_ref, strict=True):
+        scale = b.abs().max().item()
+        assert scale > 0
+        torch.testing.assert_close(a, b, rtol=rtol, atol=rtol * scale)
+    assert 0.01 < s_ref.mean().item() < 0.9  # neurons fire, but not all the time
+    return g_ref
+
+
+def _takes_compiled_path(params, drive) -> bool:
+    return compiled_module._modes(params, drive, None) is not None
+
+
+def test_auto_is_the_compiled_engine_when_numba_imports(monkeypatch):
+    assert ENGINES[0] == "compiled"
+    assert type(get_engine("auto")).__name__ == "CompiledEngine"
+    monkeypatch.setattr(compiled_module, "compiled_available", lambda: False)
+    import sksnn.engines
+
+    monkeypatch.setattr(sksnn.engines, "compiled_available", lambda: False)
+    assert type(get_engine("auto")).__name__ == "FusedEngine"
+    with pytest.raises(ValueError, match="needs numba"):
+        get_engine("compiled")
+
+
+@pytest.mark.parametrize(
+    ("reset", "detach", "temperature"),
+    list(itertools.product(["zero", "subtract", "none"], [True, False], [0, 0.2])),
+)
+def test_gradients_match_reference(reset, detach, temperature):
+    params = _params(reset, detach, temperature)
+    assert _takes_compiled_path(params, torch.zeros(1, dtype=torch.float64))
+    _assert_same(params, torch.float64, temperature > 0, True, RTOL64)
+    _assert_same(params, torch.float64, temperature > 0, False, RTOL64)
+    _assert_same(params, torch.float32, temperature > 0, True, RTOL32)
+
+
+@pytest.mark.parametrize(
+    ("surrogate", "noise", "temperature", "beta"),
+    [
+        ("superspike", "sigmoid", 0.2, 5.0),
+        ("atan", "exponential", 0.3, 4.0),
+        ("triangle", "erf", 0.0, 3.0),
+        ("matched", "erf", 0.2, 5.0),  # the matched surrogate of erf noise: gaussian
+        ("matched", "exponential", 0.2, 5.0),  # asymmetric
+        ("matched", "sigmoid", 0.2, 3.0),  # logistic, beta != 1 / T
+        ("sigmoid", "sigmoid", 0.1, 10.0),
+        ("gaussian", "sigmoid", 0.1, 4.0),
+        ("exponential", "erf", 0.1, 5.0),
+        ("boxcar", "sigmoid", 0.1, 5.0),
+    ],
+)
+def test_surrogates_and_escape_noises(surrogate, noise, temperature, beta):
+    params = LIFParameters(
+        temperature=temperature,
+        escape_noise=get_escape_noise(noise),
+        surrogate=get_surrogate(surrogate, beta, noise),
+    )
+    assert _takes_compiled_path(params, torch.zeros(1))
+    _assert_same(params, torch.float64, temperature > 0, True, RTOL64)
+    _assert_same(params, torch.float32, temperature > 0, True, RTOL32)
+
+
+def test_user_defined_surrogates_keep_the_torch_path():
+    """A surrogate the kernels do not know (or a subclass redefining a built-in derivative)
+    runs on the fused engine's torch path, with the reference's results."""
+    from dataclasses import dataclass
+
+    from sksnn.surrogates import Sigmoid
+
+    @dataclass(frozen=True)
+    class Doubled(Sigmoid):
+        def derivative(self, x):
+            return 2.0 * super().derivative(x)
+
+    class Shifted(Surrogate):
+        def derivative(self, x):
+            return torch.exp(-self.beta * (x - 0.1) ** 2) * (1.0 + x)
+
+    for surrogate in (Doubled(5.0), Shifted(4.0)):
+        params = LIFParameters(surrogate=surrogate)
+        assert not _takes_compiled_path(params, torch.zeros(1))
+        _assert_same(params, torch.float64, False, True, RTOL64)
+
+
+def test_recurrent_layers_and_other_devices_keep_the_torch_path():
+    params = _params("zero", True, 0.2)
+    drive, rec, uniform, w_s, w_m = _inputs(torch.float64, True, True)
+    assert compiled_module._modes(params, drive, rec) is None
+    s_ref, u_ref, g_ref = _run("reference", params, drive, rec, uniform, w_s, w_m, True)
+    s_com, u_com, g_com = _run("compiled", params, drive, rec, uniform, w_s, w_m, True)
+    assert torch.equal(s_com, s_ref) and torch.equal(u_com, u_ref)
+    for a, b in zip(g_com, g_ref, strict=True):
+        torch.testing.assert_close(a, b, rtol=RTOL64, atol=RTOL64 * b.abs().max().item())
+    assert compiled_module._modes(params, torch.zeros(1, dtype=torch.float16), None) is None
+
+
+@pytest.mark.parametrize(
+    ("reset", "detach", "temperature", "batch_major", "input_grad"),
+    [
+        ("zero", True, 0.2, True, False),  # W1's first layer
+        ("zero", False, 0.0, True, True),
+        ("subtract", False, 0.2, False, True),
+        ("none", False, 0.2, False, False),
+    ],
+)
+def test_projected_layer_matches_projection_plus_reference(
+    monkeypatch, reset, detach, temperature, batch_major, input_grad
+):
+    """The event-driven layer (currents recomputed block by block from checkpoints) against
+    einsum + bias + the reference loop; 23 steps make blocks of 5 with a shorter last one."""
+    from sksnn.engines import _fused
+
+    calls = []
+
+    def projected(x, weight, pattern, params, uniform, rec, record, bias):
+        modes = compiled_module._modes(params, weight, rec)
+        calls.append(modes)
+        return compiled_module._run(x, weight, pattern, bias, params, modes, uniform, record)
+
+    monkeypatch.setattr(_fused, "lif_fused_projected", projected)
+    params = _params(reset, detach, temperature)
+    (s_r, u_r, g_r), (s_c, u_c, g_c) = _projected_case(
+        params, False, temperature > 0, batch_major, input_grad, (23, 6, 30, 20)
+    )
+    assert calls and calls[0] is not None
+    assert type(s_c.grad_fn).__name__ == "_CompiledLIFBackward"
+    assert torch.equal(s_c, s_r)
+    torch.testing.assert_close(u_c, u_r, rtol=RTOL64, atol=1e-12)
+    for a, b in zip(g_c, g_r, strict=True):
+        assert b.abs().max() > 0
+        torch.testing.assert_close(a, b, rtol=RTOL64, atol=RTOL64 * b.abs().max().item())
+
+
+def test_transposed_and_expanded_drives():
+    """Batch-major views (3-D input) and stride-0 time axes (current encoding) are read in
+    place; their gradients match the reference's."""
+    params = _params("zero", True, 0.0)
+    g = torch.Generator().manual_seed(3)
+    base = (torch.randn(8, 30, 12, generator=g, dtype=torch.float64) * 0.8 + 0.3).requires_grad_()
+    const = (torch.randn(8, 12, generator=g, dtype=torch.float64) * 0.3 + 0.2).requires_grad_()
+    w = torch.randn(30, 8, 12, generator=g, dtype=torch.float64)
+    for leaf, drive in [
+        (base, base.transpose(0, 1)),
+        (const, const.unsqueeze(0).expand(30, 8, 12)),
+    ]:
+        grads = []
+        for engine in ("reference", "compiled"):
+            s, _ = lif_layer(drive, params, engine=engine)
+            grads.append(torch.autograd.grad((s * w).sum(), leaf)[0])
+        torch.testing.assert_close(grads[1], grads[0], rtol=RTOL64, atol=1e-12)
+        assert grads[0].abs().max() > 0
+
+
+def test_threads_change_nothing():
+    """Samples are split over threads, never reordered within: bit-identical spikes,
+    membranes and gradients on one and two threads, on a layer large enough to be split."""
+    shape = (20, 96, 400)
+    assert shape[0] * shape[1] * shape[2] >= compiled_module._PARALLEL_CELLS
+    params = _params("zero", False, 0.1)
+    drive, _, uniform, _, _ = _inputs(torch.float32, False, True, shape=shape)
+    previous = torch.get_num_threads()
+    results = []
+    try:
+        for n_threads in (1, 2):
+            torch.set_num_threads(n_threads)
+            s, u = lif_layer(drive, params, uniform, None, True, engine="compiled")
+            results.append((s, u, torch.autograd.grad(s.sum() + u.sum(), [drive])[0]))
+    finally:
+        torch.set_num_threads(previous)
+    (s1, u1, g1), (s2, u2, g2) = results
+    assert torch.equal(s1, s2) and torch.equal(u1, u2) and torch.equal(g1, g2)
+
+
+@pytest.mark.parametrize("mode", ["no_grad", "inference_mode"])
+def test_inference_paths(mode):
+    params = _params("subtract", True, 0.2)
+    drive, _, uniform, _, _ = _inputs(torch.float32, False, True)
+    s_ref, u_ref = lif_layer(drive.detach(), params, uniform, None, True, engine="reference")
+    context = torch.no_grad() if mode == "no_grad" else torch.inference_mode()
+    with context:
+        s, u = lif_layer(drive, params, uniform, None, True, engine="compiled")
+        s_only, u_none = lif_layer(drive, params, uniform, None, False, engine="compiled")
+    assert torch.equal(s, s_ref) and torch.equal(s_only, s_ref) and u_none is None
+    torch.testing.assert_close(u, u_ref, rtol=ULPS[torch.float32], atol=ULPS[torch.float32])
+    assert not s.requires_grad
+
+
+def test_one_autograd_node_per_layer():
+    params = _params("zero", True, 0.0)
+    drive = _inputs(torch.float32)[0]
+    spikes, _ = lif_layer(drive, params, engine="compiled")
+    assert type(spikes.grad_fn).__name__ == "_CompiledLIFBackward"
+    assert spikes.grad_fn.next_functions[0][0].variable is drive
+
+
+@pytest.mark.parametrize("Est", [SpikingClassifier, SpikingRegressor])
+def test_estimators_fit_alike_on_compiled_and_fused(Est):
+    """A whole fit: the engines take the same steps (up to round-off in the gradients), so
+    after a few epochs the predictions agree on almost every sample."""
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(120, 6)).astype(np.float32)
+    y = (X[:, 0] + X[:, 1] > 0).astype(int) if Est is SpikingClassifier else X[:, 0] - X[:, 2]
+    kw = dict(hidden_layer_sizes=(16,), n_steps=12, max_iter=5, random_state=0)
+    compiled = Est(engine="compiled", **kw).fit(X, y)
+    fused = Est(engine="fused", **kw).fit(X, y)
+    np.testing.assert_allclose(compiled.loss_curve_, fused.loss_curve_, rtol=1e-3)
+    if Est is SpikingClassifier:
+        # round-off may flip a spike somewhere in 5 epochs; allow 2 of 120 labels to differ
+        assert (compiled.predict(X) != fused.predict(X)).sum() <= 2
+    else:
+        np.testing.assert_allclose(compiled.predict(X), fused.predict(X), atol=0.05)
+
+
+def test_counter_noise_is_the_torch_expression_bit_for_bit(monkeypatch):
+    """Inference noise from the compiled kernel equals the torch expression it replaces, for
+    several seeds, trials, streams and shapes (odd sizes included)."""
+    from sksnn import noise as noise_module
+
+    keys = noise_module.sample_keys(torch.randn(37, 5, generator=torch.Generator().manual_seed(0)))
+    cases = [(0, 0, 0, (3, 37, 7)), (2**32 - 1, 4, 2, (50, 37, 64)), (12345, 1, 9, (1, 37, 1))]
+    for seed, trial, stream, shape in cases:
+        source = noise_module.CounterNoise(seed, keys, trial)
+        compiled = source.uniform(stream, shape, torch.device("cpu"))
+        with monkeypatch.context() as m:
+            m.setattr(noise_module, "_compiled_available", lambda: False)
+            expected = source.uniform(stream, shape, torch.device("cpu"))
+        assert compiled.dtype == expected.dtype == torch.float32
+        assert torch.equal(compiled, expected)
+        assert 0.0 <= compiled.min() and compiled.max() < 1.0
