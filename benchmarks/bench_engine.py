@@ -427,7 +427,9 @@ def _child_predict(n_rows: int) -> dict:
 
 
 THROUGHPUT_ROWS = 20_000
-THROUGHPUT_VARIANTS = ("compiled", "fused", "mlp")
+# "fused-torch-noise": the fused engine with the inference noise computed by torch ops, as
+# without numba
+THROUGHPUT_VARIANTS = ("compiled", "fused", "fused-torch-noise", "mlp")
 
 
 def _child_throughput(variant: str, device: str) -> dict:
@@ -439,6 +441,11 @@ def _child_throughput(variant: str, device: str) -> dict:
 
     w = WORKLOADS["W3"]
     X, y = _data(w, 1797)
+    if variant == "fused-torch-noise":
+        import sksnn.noise
+
+        sksnn.noise._compiled_available = lambda: False
+        variant = "fused"
     if variant == "mlp":
         clf = MLPClassifier(hidden_layer_sizes=w.hidden, max_iter=20, random_state=0)
     else:

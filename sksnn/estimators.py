@@ -111,10 +111,11 @@ class SpikingClassifier(ClassifierMixin, BaseSpiking):
         per epoch is printed.
     device : {"cpu", "cuda", "auto"}, default="cpu"
         Where to train; "auto" picks CUDA when available.
-    engine : {"auto", "fused", "reference"}, default="auto"
+    engine : {"auto", "compiled", "fused", "reference"}, default="auto"
         Implementation of the LIF time loop: "reference" is a step-by-step autograd loop,
         "fused" a single autograd node with a hand-written backward pass that gives the same
-        gradients; "auto" picks the fastest available.
+        gradients, "compiled" that node with its time loops compiled by numba (CPU; the
+        ``fast`` extra); "auto" picks "compiled" where numba is installed, else "fused".
 
     Attributes
     ----------

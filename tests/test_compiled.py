@@ -275,3 +275,31 @@ def test_counter_noise_is_the_torch_expression_bit_for_bit(monkeypatch):
         assert compiled.dtype == expected.dtype == torch.float32
         assert torch.equal(compiled, expected)
         assert 0.0 <= compiled.min() and compiled.max() < 1.0
+
+
+def test_the_callers_floating_point_setting_is_restored():
+    """The kernels flush subnormal numbers to zero while they run (x86), and only then: the
+    calling thread computes subnormals afterwards as before."""
+    tiny = np.array([1e-30], dtype=np.float32)
+    before = (tiny * np.float32(1e-10))[0]
+    assert before != 0  # a subnormal float32 (1e-40)
+    params = _params("zero", True, 0.2)
+    drive, _, uniform, _, _ = _inputs(torch.float32, False, True)
+    spikes, _ = lif_layer(drive, params, uniform, engine="compiled")
+    spikes.sum().backward()
+    assert (tiny * np.float32(1e-10))[0] == before
+
+
+def test_subnormal_values_are_flushed_only_below_float32_range():
+    """A layer whose membranes decay into the subnormal range (no input after the first
+    step): spikes as the reference's, membranes equal wherever they are normal numbers."""
+    params = _params("zero", True, 0.0)
+    drive = torch.zeros(1100, 2, 3)  # 0.905 ** 900 is about 1e-39
+    drive[0] = 0.5
+    s_ref, u_ref = lif_layer(drive, params, None, None, True, engine="reference")
+    s_com, u_com = lif_layer(drive, params, None, None, True, engine="compiled")
+    assert torch.equal(s_com, s_ref)
+    normal = u_ref.abs() >= torch.finfo(torch.float32).tiny
+    assert (~normal & (u_ref != 0)).any()  # the case reaches subnormals
+    torch.testing.assert_close(u_com[normal], u_ref[normal], rtol=4e-6, atol=0)
+    assert (u_com[~normal].abs() <= torch.finfo(torch.float32).tiny).all()

@@ -20,13 +20,14 @@ constants of each specialisation (:func:`specialised`).
 from __future__ import annotations
 
 import math
+import platform
 import threading
 
 import numba
 import numpy as np
 from llvmlite import ir
 from numba import literally, njit, types
-from numba.core import errors
+from numba.core import cgutils, errors
 from numba.extending import intrinsic, overload
 
 __all__ = [
@@ -157,9 +158,75 @@ def _fast_exp_overload(x):
 
 
 # --------------------------------------------------------------------------------------------
+# Subnormal numbers: membranes and adjoints that decay towards zero become subnormal floats,
+# which cost about a hundred cycles per operation on x86. The kernels set flush-to-zero and
+# denormals-are-zero while they run and restore the thread's setting when they end; the values
+# this changes are below 1e-38 in float32 (2e-308 in float64), far below any round-off that
+# matters.
+# --------------------------------------------------------------------------------------------
+
+_X86 = platform.machine().lower() in ("x86_64", "amd64", "i386", "i686")
+_FLUSH_BITS = np.uint32(0x8040)  # MXCSR: flush-to-zero (bit 15), denormals-are-zero (bit 6)
+
+
+def _csr_call(builder, name, pointer):
+    byte_pointer = ir.IntType(8).as_pointer()
+    function = cgutils.get_or_insert_function(
+        builder.module, ir.FunctionType(ir.VoidType(), [byte_pointer]), name
+    )
+    builder.call(function, [builder.bitcast(pointer, byte_pointer)])
+
+
+@intrinsic
+def _read_mxcsr(typingctx):
+    def codegen(context, builder, signature, args):
+        pointer = cgutils.alloca_once(builder, ir.IntType(32))
+        _csr_call(builder, "llvm.x86.sse.stmxcsr", pointer)
+        return builder.load(pointer)
+
+    return types.uint32(), codegen
+
+
+@intrinsic
+def _write_mxcsr(typingctx, value):
+    def codegen(context, builder, signature, args):
+        pointer = cgutils.alloca_once(builder, ir.IntType(32))
+        builder.store(args[0], pointer)
+        _csr_call(builder, "llvm.x86.sse.ldmxcsr", pointer)
+        return context.get_dummy_value()
+
+    return types.void(types.uint32), codegen
+
+
+if _X86:
+
+    @njit(inline="always")
+    def _flush_subnormals():
+        """Set flush-to-zero; returns the setting to restore."""
+        previous = _read_mxcsr()
+        _write_mxcsr(previous | _FLUSH_BITS)
+        return previous
+
+    @njit(inline="always")
+    def _restore_fp(previous):
+        _write_mxcsr(previous)
+
+else:  # other architectures keep their default (subnormals are cheap on most ARM cores)
+
+    @njit(inline="always")
+    def _flush_subnormals():
+        return np.uint32(0)
+
+    @njit(inline="always")
+    def _restore_fp(previous):
+        pass
+
+
+# --------------------------------------------------------------------------------------------
 # Spike, reset and surrogate, specialised at compile time on the mode (a literal integer), so
 # that each kernel's inner loop holds no branch and vectorises
 # --------------------------------------------------------------------------------------------
+
 
 def _literal(value_type) -> int:
     if not isinstance(value_type, (types.IntegerLiteral, types.BooleanLiteral)):
@@ -303,21 +370,27 @@ def _registers(c):
 @njit(nogil=True, cache=True, **_JIT)
 def forward_rows(
     b0, b1, t0, t1, drive, row_step, row_sample, uniform, u_state, i_state, spikes, membrane,
-    c, noise, reset, record,
+    hist_d, hist_a, c, noise, reset, record, shape, keep_d, keep_a,
 ):  # fmt: skip
-    """Steps ``t0:t1`` of samples ``b0:b1``: spikes (and membranes, with ``record``) written
-    at their steps; ``u_state``/``i_state`` (n_samples, n_units) hold ``U``/``I`` at ``t0`` on
-    entry and at ``t1`` on exit. ``drive`` rows are indexed from ``t0``. ``uniform`` (unread
-    when deterministic) and ``membrane`` (unwritten without ``record``) may be any array of
-    the spikes' shape. ``noise``, ``reset`` and ``record`` are compile-time modes."""
+    """Steps ``t0:t1`` of samples ``b0:b1``: spikes written at their steps, and with
+    ``record``/``keep_d``/``keep_a`` the membranes ``U``, the surrogate derivatives ``D``
+    (``shape``) and the pre-reset potentials ``A`` for the adjoint. ``u_state``/``i_state``
+    (n_samples, n_units) hold ``U``/``I`` at ``t0`` on entry and at ``t1`` on exit; ``drive``
+    rows are indexed from ``t0``. Arrays that are not read (``uniform`` when deterministic) or
+    not written may be any array of the spikes' shape. The last six arguments are compile-time
+    modes."""
     literally(noise)
     literally(reset)
     literally(record)
+    literally(shape)
+    literally(keep_d)
+    literally(keep_a)
     c = _registers(c)
     n_units = u_state.shape[1]
     a_mem, a_syn, one, half = c[_A_MEM], c[_A_SYN], c[_ONE], c[_HALF]
     c_mem = one - a_mem
     high = a_mem >= half
+    fp_setting = _flush_subnormals()
     for b in range(b0, b1):
         u = u_state[b]
         i = i_state[b]
@@ -326,72 +399,90 @@ def forward_rows(
             s_row = spikes[t, b]
             q_row = uniform[t, b]
             m_row = membrane[t, b]
+            d_row = hist_d[t, b]
+            a_row = hist_a[t, b]
             for n in range(n_units):
                 un = u[n]
                 if record:
                     m_row[n] = un
+                if keep_d:
+                    d_row[n] = _surrogate(un, shape, c)
                 s = _spike(un, q_row[n], noise, c)
                 s_row[n] = s
                 # torch.lerp(i, u, a), the reference loop's operation
                 a = un - (un - i[n]) * c_mem if high else i[n] + a_mem * (un - i[n])
+                if keep_a:
+                    a_row[n] = a
                 u[n] = _reset(a, s, reset, c)
                 i[n] = d[n] + a_syn * i[n]
+    _restore_fp(fp_setting)
 
 
 @njit(nogil=True, cache=True, **_JIT)
 def adjoint_rows(
     b0, b1, t0, t1, drive, row_step, row_sample, u_start, i_start, spikes,
-    grad_spikes, grad_membrane, gu_state, gi_state, grad_drive, g_step, g_sample,
-    c, reset, reset_grad, shape, has_gs, has_gm,
+    grad_spikes, grad_membrane, hist_d, hist_a, gu_state, gi_state, grad_drive, g_step,
+    g_sample, c, reset, reset_grad, shape, has_gs, has_gm, recompute,
 ):  # fmt: skip
     """The adjoint over steps ``t0:t1`` of samples ``b0:b1`` (the whole recursion when called
     from the last block to the first).
 
-    The block's membranes are recomputed from ``U``/``I`` at ``t0`` (``u_start``/``i_start``)
-    with the saved spikes. ``gu_state``/``gi_state`` hold ``dL/dU``/``dL/dI`` at ``t1`` on entry
-    and at ``t0`` on exit; ``dL/dP`` of each step goes to ``grad_drive`` (rows indexed from
-    ``t0``). ``grad_spikes``/``grad_membrane`` are read only with ``has_gs``/``has_gm``
-    (otherwise any array of the spikes' shape). The last five arguments are compile-time modes.
+    With ``recompute`` the block's surrogate derivatives and pre-reset potentials are
+    recomputed from ``U``/``I`` at ``t0`` (``u_start``/``i_start``), the ``drive`` and the
+    saved spikes; without, they are read from ``hist_d``/``hist_a`` (kept by the forward
+    pass). ``gu_state``/``gi_state`` hold ``dL/dU``/``dL/dI`` at ``t1`` on entry and at ``t0``
+    on exit; ``dL/dP`` of each step goes to ``grad_drive`` (rows indexed from ``t0``).
+    ``grad_spikes``/``grad_membrane`` are read only with ``has_gs``/``has_gm``. Arrays that
+    are not read may be any array of their kind. The last six arguments are compile-time modes.
     """
     literally(reset)
     literally(reset_grad)
     literally(shape)
     literally(has_gs)
     literally(has_gm)
+    literally(recompute)
     c = _registers(c)
-    n_units = u_start.shape[1]
+    n_units = spikes.shape[2]
     length = t1 - t0
     a_mem, a_syn, theta, one, zero = c[_A_MEM], c[_A_SYN], c[_THETA], c[_ONE], c[_ZERO]
     half = c[_HALF]
     c_mem = one - a_mem
     high = a_mem >= half
-    # Per step of the block: the surrogate derivative D and the pre-reset potential A.
-    hist_d = np.empty((length, n_units), dtype=u_start.dtype)
-    hist_a = np.empty((length, n_units), dtype=u_start.dtype)
-    u = np.empty(n_units, dtype=u_start.dtype)
-    i = np.empty(n_units, dtype=u_start.dtype)
-    e = np.empty(n_units, dtype=u_start.dtype)
+    if recompute:
+        # one sample's block at a time: D and A per step, in (step, 1, unit) scratch
+        hd3 = np.empty((length, 1, n_units), dtype=spikes.dtype)
+        ha3 = np.empty((length, 1, n_units), dtype=spikes.dtype)
+    else:
+        hd3 = hist_d
+        ha3 = hist_a
+    u = np.empty(n_units, dtype=spikes.dtype)
+    i = np.empty(n_units, dtype=spikes.dtype)
+    e = np.empty(n_units, dtype=spikes.dtype)
+    fp_setting = _flush_subnormals()
     for b in range(b0, b1):
-        u[:] = u_start[b]
-        i[:] = i_start[b]
-        for t in range(t0, t1):
-            d = drive[(t - t0) * row_step + b * row_sample]
-            s_row = spikes[t, b]
-            hd = hist_d[t - t0]
-            ha = hist_a[t - t0]
-            for n in range(n_units):
-                un = u[n]
-                hd[n] = _surrogate(un, shape, c)
-                a = un - (un - i[n]) * c_mem if high else i[n] + a_mem * (un - i[n])
-                ha[n] = a
-                u[n] = _reset(a, s_row[n], reset, c)
-                i[n] = d[n] + a_syn * i[n]
+        hb = 0 if recompute else b
+        if recompute:
+            u[:] = u_start[b]
+            i[:] = i_start[b]
+            for t in range(t0, t1):
+                d = drive[(t - t0) * row_step + b * row_sample]
+                s_row = spikes[t, b]
+                hd = hd3[t - t0, 0]
+                ha = ha3[t - t0, 0]
+                for n in range(n_units):
+                    un = u[n]
+                    hd[n] = _surrogate(un, shape, c)
+                    a = un - (un - i[n]) * c_mem if high else i[n] + a_mem * (un - i[n])
+                    ha[n] = a
+                    u[n] = _reset(a, s_row[n], reset, c)
+                    i[n] = d[n] + a_syn * i[n]
         gu = gu_state[b]
         gi = gi_state[b]
         # Two loops per step, each with few enough arrays for the vectoriser's overlap checks.
         for t in range(t1 - 1, t0 - 1, -1):
-            hd = hist_d[t - t0]
-            ha = hist_a[t - t0]
+            ht = t - t0 if recompute else t
+            hd = hd3[ht, hb]
+            ha = ha3[ht, hb]
             gs_row = grad_spikes[t, b]
             for n in range(n_units):
                 # D[t] dL/dS[t], with the reset's share of dL/dS when it is not detached
@@ -413,6 +504,7 @@ def adjoint_rows(
                 new_gu = a_mem * r_gu + e[n]
                 gu[n] = _when(has_gm, new_gu + gm_row[n], new_gu)
                 gi[n] = c_mem * r_gu + a_syn * g_i
+    _restore_fp(fp_setting)
 
 
 # --------------------------------------------------------------------------------------------
@@ -428,8 +520,7 @@ def _array(dtype, ndim: int):
 
 
 def specialised(kind: str, dtype, *modes):
-    """The compiled ``forward_rows`` (``kind="forward"``, modes ``noise, reset, record``) or
-    ``adjoint_rows`` (``"adjoint"``, modes ``reset, reset_grad, shape, has_gs, has_gm``) for
+    """The compiled ``forward_rows`` (``kind="forward"``) or ``adjoint_rows`` (``"adjoint"``) for
     arrays of ``dtype``, specialised on the modes: a function of the remaining arguments.
 
     Compiled on first use, or loaded from numba's disk cache. The dispatcher is bypassed: with
@@ -444,10 +535,11 @@ def specialised(kind: str, dtype, *modes):
     a1, a2, a3 = (_array(np.dtype(dtype), n) for n in (1, 2, 3))
     if kind == "forward":
         kernel = forward_rows
-        head = (i64, i64, i64, i64, a2, i64, i64, a3, a2, a2, a3, a3, a1)
+        head = (i64, i64, i64, i64, a2, i64, i64, a3, a2, a2, a3, a3, a3, a3, a1)
     else:
         kernel = adjoint_rows
-        head = (i64, i64, i64, i64, a2, i64, i64, a2, a2, a3, a3, a3, a2, a2, a2, i64, i64, a1)
+        head = (i64, i64, i64, i64, a2, i64, i64, a2, a2, a3, a3, a3, a3, a3, a2, a2, a2, i64)
+        head += (i64, a1)
     signature = head + tuple(types.literal(mode) for mode in modes)
     with _entries_lock:
         if key not in _entries:

@@ -4,23 +4,29 @@ The fused engine (:mod:`sksnn.engines.fused`) runs a dozen torch operations per 
 on a CPU their dispatch and their passes over memory, not the arithmetic, cost most of a
 training step. Here the forward loop and the adjoint (:mod:`sksnn.engines._kernels`) each run
 all steps of a sample in one compiled loop, samples split over torch's threads. The inputs
-and their projections are handled as in the fused engine: dense currents are kept for the
-backward pass (a current constant in time costs one step), the currents of sparse 0/1 inputs
-are recomputed block by block from checkpoints.
+and their projections are handled as in the fused engine: a layer driven by dense currents
+keeps the surrogate derivatives (and, for a differentiable zero reset, the pre-reset
+potentials) for the adjoint, as the fused engine keeps its histories; the currents of sparse
+0/1 inputs are recomputed block by block from checkpoints, and the adjoint recomputes each
+block's derivatives with them.
 
 The compiled loops serve CPU tensors of float32 or float64, feed-forward layers, the built-in
 escape noises and the surrogates that name a compiled form
 (:meth:`~sksnn.surrogates.Surrogate.compiled_form`); anything else (CUDA, recurrent layers,
 a user-defined surrogate) runs on the fused engine's torch path, with the same results.
-Spikes and membranes agree with the reference loop's to round-off (the compiled loop rounds
-``exp`` and the fused multiply-adds its own way; a spike can differ only where the potential
-lies within round-off of its threshold or noise draw), gradients to round-off.
+Spikes agree with the reference loop's, membranes and gradients to round-off: the compiled
+loop evaluates ``exp`` with its own polynomial and lets the compiler fuse multiply-adds, so a
+spike could only differ where the potential lies within an ulp of its threshold or noise draw.
+
+The first use of each configuration compiles its loops (a few seconds), after which numba's
+disk cache serves every later process.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import itertools
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -28,7 +34,7 @@ from torch import Tensor
 
 from .._parallel import map_threads
 from ..neuron import LIFParameters
-from ._fused import _is_batch_major, _needs_grad, _source
+from ._fused import _DenseLayout, _is_batch_major, _needs_grad, _source
 from ._fused_steps import block_length, blocks_of
 from .base import LayerInput, is_constant_in_time, project
 from .fused import FusedEngine, _pattern
@@ -131,8 +137,8 @@ def _run(first, weight, pattern, bias, params, modes, uniform, record):
     with torch.no_grad():
         source, shape = _source(first, weight, pattern, bias)
         like = first if pattern is None else weight
-        saved = _forward(source, shape, like, params, modes, uniform, record, checkpoint=False)
-    return saved[0], saved[1]
+        saved = _forward(source, shape, like, params, modes, uniform, record, for_backward=False)
+    return saved.spikes, saved.membrane
 
 
 # --------------------------------------------------------------------------------------------
@@ -191,34 +197,57 @@ def _over_samples(kernel, n_samples: int, cells: int, args: tuple) -> None:
 # --------------------------------------------------------------------------------------------
 
 
-def _forward(source, shape, like, params, modes, uniform, record, checkpoint):
-    """Spikes, membranes (if recorded) and the block checkpoints (if ``checkpoint``)."""
-    from ._kernels import specialised
+def _forward(source, shape, like, params, modes, uniform, record, for_backward):
+    """The forward loop: spikes, membranes (if ``record``) and what the backward pass needs
+    (``for_backward``): block checkpoints of ``U`` and ``I`` for a source that is recomputed,
+    else the histories of ``D`` (and ``A`` when the reset passes a gradient)."""
+    from ._kernels import RESETS, specialised
 
     n_steps, n_samples, n_units = shape
     dtype = like.dtype
-    spikes = like.new_empty(shape)
-    membrane = like.new_empty(shape) if record else None
+    keep_d = for_backward and not source.checkpointed
+    keep_a = keep_d and modes.reset_grad and modes.reset == RESETS["zero"]
+    saved = _Saved(
+        spikes=like.new_empty(shape),
+        membrane=like.new_empty(shape) if record else None,
+        derivative=like.new_empty(shape) if keep_d else None,
+        pre_reset=like.new_empty(shape) if keep_a else None,
+    )
     u_state = like.new_zeros(n_samples, n_units)
     i_state = like.new_zeros(n_samples, n_units)
-    s_np = spikes.detach().numpy()
-    m_np = membrane.numpy() if record else s_np
+    s_np = saved.spikes.detach().numpy()
+    outputs = tuple(
+        s_np if x is None else x.numpy()
+        for x in (saved.membrane, saved.derivative, saved.pre_reset)
+    )
     q_np = _history(uniform, dtype) if modes.noise else s_np
     u_np, i_np = u_state.numpy(), i_state.numpy()
     c = _constants(params, modes, dtype)
-    kernel = specialised("forward", s_np.dtype, modes.noise, modes.reset, bool(record))
+    kernel = specialised(
+        "forward", s_np.dtype, modes.noise, modes.reset, bool(record), modes.shape, keep_d, keep_a
+    )
     blocks = blocks_of(n_steps, block_length(*shape, True) if source.checkpointed else n_steps)
-    checkpoints = None
-    if checkpoint and source.checkpointed:
-        checkpoints = like.new_empty(len(blocks), 2, n_samples, n_units)
+    if for_backward and source.checkpointed:
+        saved.checkpoints = like.new_empty(len(blocks), 2, n_samples, n_units)
     for k, (start, stop) in enumerate(blocks):
-        if checkpoints is not None:
-            checkpoints[k, 0].copy_(u_state)
-            checkpoints[k, 1].copy_(i_state)
+        if saved.checkpoints is not None:
+            saved.checkpoints[k, 0].copy_(u_state)
+            saved.checkpoints[k, 1].copy_(i_state)
         drive, row_step, row_sample = _rows(source.block(start, stop))
-        args = (start, stop, drive, row_step, row_sample, q_np, u_np, i_np, s_np, m_np, c)
+        args = (start, stop, drive, row_step, row_sample, q_np, u_np, i_np, s_np, *outputs, c)
         _over_samples(kernel, n_samples, (stop - start) * n_samples * n_units, args)
-    return spikes, membrane, checkpoints
+    return saved
+
+
+@dataclass
+class _Saved:
+    """What the forward pass returns and keeps; each None unless needed."""
+
+    spikes: Tensor
+    membrane: Tensor | None = None
+    derivative: Tensor | None = None  # D[n] = surrogate'(U[n] - threshold)
+    pre_reset: Tensor | None = None  # A[n]
+    checkpoints: Tensor | None = None  # (n_blocks, 2, n_samples, n): U and I at block starts
 
 
 class _CompiledLIF(torch.autograd.Function):
@@ -229,21 +258,22 @@ class _CompiledLIF(torch.autograd.Function):
     def forward(ctx, first, weight, bias, uniform, params, modes, record, pattern):  # type: ignore[override]
         source, shape = _source(first, weight, pattern, bias)
         like = first if pattern is None else weight
-        spikes, membrane, checkpoints = _forward(
-            source, shape, like, params, modes, uniform, record, checkpoint=True
-        )
-        ctx.params, ctx.modes, ctx.source = params, modes, source
+        saved = _forward(source, shape, like, params, modes, uniform, record, for_backward=True)
+        ctx.params, ctx.modes = params, modes
+        # a dense drive is not kept: only its layout, for its gradient
+        ctx.source = source if pattern is not None else _DenseLayout(first)
         ctx.set_materialize_grads(False)
-        # the dense drive is the backward pass's history; a binary input only for its gradient
-        keep = pattern is None or (first is not None and first.requires_grad)
-        ctx.save_for_backward(spikes, checkpoints, first if keep else None, weight)
-        return spikes, membrane
+        x = first if pattern is not None and first is not None and first.requires_grad else None
+        ctx.save_for_backward(
+            saved.spikes, saved.derivative, saved.pre_reset, saved.checkpoints, x, weight
+        )
+        return saved.spikes, saved.membrane
 
     @staticmethod
     def backward(ctx, grad_spikes, grad_membrane):  # type: ignore[override]
         from ._kernels import specialised
 
-        spikes, checkpoints, first, weight = ctx.saved_tensors
+        spikes, derivative, pre_reset, checkpoints, x, weight = ctx.saved_tensors
         params, modes, source = ctx.params, ctx.modes, ctx.source
         need_first, need_weight, need_bias = ctx.needs_input_grad[:3]
         n_steps, n_samples, n_units = spikes.shape
@@ -252,6 +282,7 @@ class _CompiledLIF(torch.autograd.Function):
         gs_np = _history(grad_spikes, dtype)
         gm_np = _history(grad_membrane, dtype)
         c = _constants(params, modes, dtype)
+        recompute = source.checkpointed
         kernel = specialised(
             "adjoint",
             s_np.dtype,
@@ -260,24 +291,25 @@ class _CompiledLIF(torch.autograd.Function):
             modes.shape,
             gs_np is not None,
             gm_np is not None,
+            recompute,
         )
         gu = spikes.new_zeros(n_samples, n_units).numpy()
         gi = spikes.new_zeros(n_samples, n_units).numpy()
         gs_np = s_np if gs_np is None else gs_np
         gm_np = s_np if gm_np is None else gm_np
+        state = gu  # stands in for the drive and checkpoints where they are not read
 
-        if not source.checkpointed:
-            drive = first  # the dense drive, kept
-            grad_drive = _empty_like_drive(drive, spikes)
+        if not recompute:
+            grad_drive = source.empty_like_drive(spikes)
             g_rows, g_step, g_sample = _rows(grad_drive)
-            d_rows, row_step, row_sample = _rows(drive)
-            zeros = np.zeros((n_samples, n_units), dtype=s_np.dtype)
-            args = (0, n_steps, d_rows, row_step, row_sample, zeros, zeros, s_np, gs_np)
-            args += (gm_np, gu, gi, g_rows, g_step, g_sample, c)
+            d_np = derivative.numpy()
+            a_np = s_np if pre_reset is None else pre_reset.numpy()
+            args = (0, n_steps, state, 0, 0, state, state, s_np, gs_np, gm_np, d_np, a_np)
+            args += (gu, gi, g_rows, g_step, g_sample, c)
             _over_samples(kernel, n_samples, n_steps * n_samples * n_units, args)
             return grad_drive, None, None, None, None, None, None, None
 
-        grad_first = torch.empty_like(first) if need_first else None
+        grad_first = torch.empty_like(x) if need_first else None
         grad_weight_t = None
         grad_bias = weight.new_zeros(weight.shape[0]) if need_bias else None
         blocks = blocks_of(n_steps, block_length(n_steps, n_samples, n_units, True))
@@ -289,7 +321,7 @@ class _CompiledLIF(torch.autograd.Function):
             u0 = checkpoints[k, 0].numpy()
             i0 = checkpoints[k, 1].numpy()
             args = (start, stop, d_rows, row_step, row_sample, u0, i0, s_np, gs_np, gm_np)
-            args += (gu, gi, g_rows, n_samples, 1, c)
+            args += (s_np, s_np, gu, gi, g_rows, n_samples, 1, c)
             _over_samples(kernel, n_samples, (stop - start) * n_samples * n_units, args)
             flat = gp.view(-1, n_units)
             if grad_bias is not None:
@@ -301,12 +333,3 @@ class _CompiledLIF(torch.autograd.Function):
                 grad_first[start:stop] = (flat @ weight).view(stop - start, n_samples, -1)
         grad_weight = grad_weight_t.t() if need_weight else None
         return grad_first, grad_weight, grad_bias, None, None, None, None, None
-
-
-def _empty_like_drive(drive: Tensor, spikes: Tensor) -> Tensor:
-    """The drive's gradient, batch-major when the drive is (so that the projection's backward
-    takes it without a copy), else time-major."""
-    n_steps, n_samples, n_units = spikes.shape
-    if _is_batch_major(drive):
-        return spikes.new_empty(n_samples, n_steps, n_units).transpose(0, 1)
-    return spikes.new_empty(n_steps, n_samples, n_units)
