@@ -38,18 +38,6 @@ def _data(n=60, f=4, seed=0):
     return rng.randn(n, f), np.arange(n) % 2
 
 
-def _peak_rss_mb(code: str) -> float:
-    """Peak resident memory (MB) of a fresh Python process running ``code``."""
-    script = code + (
-        "\nimport resource, sys\n"
-        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)\n"
-    )
-    out = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=300
-    )
-    return float(out.stdout.strip().splitlines()[-1])
-
-
 # ------------------------------------------------------------------------------------------
 # 1. The readout is linear in n_steps
 # ------------------------------------------------------------------------------------------
@@ -71,15 +59,34 @@ def test_windowed_readout_equals_the_full_toeplitz_product(n_steps):
 
 def test_fitting_10000_steps_stays_below_a_gigabyte():
     # Before the windowed readout, the 10,000 x 10,000 Toeplitz matrix and its index arrays
-    # made this fit peak at 2.8 GB; the process itself (torch imported) takes ~0.4 GB.
+    # made this fit peak at 2.8 GB on top of the process itself (torch imported, ~0.4 GB). What
+    # is measured is the growth of the resident set during the fit, after a fit of the same
+    # model on 100 steps: not the one-time compilation of the compiled engine's loops (LLVM
+    # takes 100-600 MB for that where numba's cache is empty).
+    if not sys.platform.startswith("linux"):
+        pytest.skip("resets the peak resident set through /proc (Linux)")
     code = (
         "import warnings, numpy as np\n"
         "warnings.simplefilter('ignore')\n"
         "from sksnn import SpikingClassifier\n"
-        "X = (np.random.RandomState(0).rand(4, 10000, 2) < 0.05).astype(np.float32)\n"
-        "SpikingClassifier((4,), max_iter=1, random_state=0).fit(X, [0, 1, 0, 1])\n"
+        "def fit(n_steps):\n"
+        "    X = (np.random.RandomState(0).rand(4, n_steps, 2) < 0.05).astype(np.float32)\n"
+        "    SpikingClassifier((4,), max_iter=1, random_state=0).fit(X, [0, 1, 0, 1])\n"
+        "def status_mb(field):\n"
+        "    for line in open('/proc/self/status'):\n"
+        "        if line.startswith(field + ':'):\n"
+        "            return int(line.split()[1]) / 1024\n"
+        "fit(100)\n"
+        "open('/proc/self/clear_refs', 'w').write('5')\n"  # resets the peak to the RSS
+        "before = status_mb('VmRSS')\n"
+        "fit(10000)\n"
+        "print(status_mb('VmHWM') - before)\n"
     )
-    assert _peak_rss_mb(code) < 1024
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=300
+    )
+    growth_mb = float(out.stdout.strip().splitlines()[-1])
+    assert growth_mb < 1024 - 400
 
 
 # ------------------------------------------------------------------------------------------
