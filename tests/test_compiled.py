@@ -61,13 +61,74 @@ def _takes_compiled_path(params, drive) -> bool:
 def test_auto_is_the_compiled_engine_when_numba_imports(monkeypatch):
     assert ENGINES[0] == "compiled"
     assert type(get_engine("auto")).__name__ == "CompiledEngine"
-    monkeypatch.setattr(compiled_module, "compiled_available", lambda: False)
     import sksnn.engines
 
     monkeypatch.setattr(sksnn.engines, "compiled_available", lambda: False)
     assert type(get_engine("auto")).__name__ == "FusedEngine"
-    with pytest.raises(ValueError, match="needs numba"):
-        get_engine("compiled")
+    # e.g. a model saved where numba was installed, loaded where it is not
+    with pytest.warns(RuntimeWarning, match="needs numba"):
+        assert type(get_engine("compiled")).__name__ == "FusedEngine"
+
+
+def test_a_numba_that_does_not_load_falls_back_with_a_warning(monkeypatch):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def broken(name, globals=None, locals=None, fromlist=(), level=0):
+        if fromlist and "_kernels" in fromlist:
+            raise ImportError("numba needs another NumPy")
+        return real_import(name, globals, locals, fromlist, level)
+
+    compiled_module.compiled_available.cache_clear()
+    monkeypatch.setattr(builtins, "__import__", broken)
+    try:
+        with pytest.warns(RuntimeWarning, match="do not load"):
+            assert compiled_module.compiled_available() is False
+    finally:
+        monkeypatch.undo()
+        compiled_module.compiled_available.cache_clear()
+    assert compiled_module.compiled_available() is True
+
+
+def test_uniform_numbers_are_broadcast_or_refused_as_torch_does():
+    """The kernels check no bounds: the layer broadcasts the uniform numbers first (as the
+    reference's comparison does) and refuses a shape that does not broadcast."""
+    params = _params("zero", True, 0.2)
+    drive, _, uniform, _, _ = _inputs(torch.float32, False, True)
+    narrow = uniform[:, :1]  # one sample's numbers for every sample
+    s_ref, _ = lif_layer(drive, params, narrow, engine="reference")
+    s_com, _ = lif_layer(drive, params, narrow, engine="compiled")
+    assert torch.equal(s_com, s_ref)
+    with pytest.raises(RuntimeError):
+        lif_layer(drive, params, uniform[:-1], engine="compiled")
+
+
+def test_wider_uniform_numbers_keep_the_torch_path():
+    """float64 numbers for a float32 layer: torch compares in float64, the kernels would
+    round the numbers to float32 first; such a layer runs on the torch path."""
+    params = _params("zero", True, 0.2)
+    drive, _, uniform, _, _ = _inputs(torch.float32, False, True)
+    assert compiled_module._modes(params, drive, None, uniform.double()) is None
+    assert compiled_module._modes(params, drive, None, uniform) is not None
+
+
+def test_potentials_far_below_threshold_never_fire():
+    """exp underflows to 0 (not to a floor probability) and overflows to inf in the kernels:
+    a uniform number of exactly 0 does not make a neuron far below threshold fire. (Between
+    about 1e-45 and 1e-38 torch's float32 exp keeps subnormal probabilities that the kernels
+    flush to 0; only a uniform number of exactly 0 could tell them apart.)"""
+    for noise in ("sigmoid", "exponential"):
+        params = LIFParameters(
+            temperature=0.001,
+            escape_noise=get_escape_noise(noise),
+            surrogate=get_surrogate("matched", 1000.0, noise),
+        )
+        drive = torch.full((5, 2, 3), -50.0)
+        uniform = torch.zeros(5, 2, 3)
+        s_ref, _ = lif_layer(drive, params, uniform, engine="reference")
+        s_com, _ = lif_layer(drive, params, uniform, engine="compiled")
+        assert torch.equal(s_com, s_ref) and s_com.sum() == 0
 
 
 @pytest.mark.parametrize(

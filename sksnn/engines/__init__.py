@@ -6,6 +6,8 @@ first of :data:`ENGINES` that can run here (the compiled engine needs numba).
 
 from __future__ import annotations
 
+import warnings
+
 from .base import Engine, LayerInput
 from .compiled import CompiledEngine, compiled_available
 from .fused import FusedEngine
@@ -24,6 +26,14 @@ def get_engine(name: str) -> Engine:
     """The engine named ``name`` ("auto" or one of :data:`ENGINES`)."""
     if name == "auto":
         name = ENGINES[0] if compiled_available() else ENGINES[1]
+    elif name == "compiled" and not compiled_available():
+        # e.g. a model saved where numba was installed: the fused engine computes the same
+        warnings.warn(
+            "engine='compiled' needs numba (the 'fast' extra); using engine='fused'.",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+        name = "fused"
     if name not in _REGISTRY:
         raise ValueError(f"Unknown LIF engine {name!r}; expected 'auto' or one of {ENGINES}.")
     return _REGISTRY[name]()

@@ -120,7 +120,7 @@ _LOG2E = np.float32(1.44269504088896341)
 _LN2_HI = np.float32(0.693359375)
 _LN2_LO = np.float32(-2.12194440e-4)
 _EXP_MAX = np.float32(88.3762626647949)
-_EXP_MIN = np.float32(-87.3365478515625)  # exp of this is the smallest normal float32
+_EXP_MIN = np.float32(-87.3365478515625)  # about the log of the smallest normal float32
 _P0 = np.float32(1.9875691500e-4)
 _P1 = np.float32(1.3981999507e-3)
 _P2 = np.float32(8.3334519073e-3)
@@ -128,13 +128,15 @@ _P3 = np.float32(4.1665795894e-2)
 _P4 = np.float32(1.6666665459e-1)
 _P5 = np.float32(5.0000001201e-1)
 _ROUND = np.float32(12582912.0)
+_F32_INF = np.float32(np.inf)
+_F32_ZERO = np.float32(0.0)
 _F32_ONE = np.float32(1.0)
 
 
 def fast_exp(x):
     """``exp(x)``: within about 2 ulp in float32 (Cephes' expf polynomial after reducing by
-    ``ln 2``), libm's ``exp`` in float64. Saturates at the largest finite float32 and at the
-    smallest normal one."""
+    ``ln 2``), libm's ``exp`` in float64. In float32, ``inf`` above 88.38 and 0 below -87.34,
+    where the result would overflow or be subnormal."""
     return math.exp(x)
 
 
@@ -151,7 +153,9 @@ def _fast_exp_overload(x):
             r = (y - n * _LN2_HI) - n * _LN2_LO
             p = ((((_P0 * r + _P1) * r + _P2) * r + _P3) * r + _P4) * r + _P5
             p = p * r * r + r + _F32_ONE
-            return p * _float32_from_bits((np.int32(n) + np.int32(127)) << np.int32(23))
+            result = p * _float32_from_bits((np.int32(n) + np.int32(127)) << np.int32(23))
+            result = _F32_INF if x > _EXP_MAX else result
+            return _F32_ZERO if x < _EXP_MIN else result
 
         return exp32
     return lambda x: math.exp(x)

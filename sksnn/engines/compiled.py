@@ -24,8 +24,10 @@ disk cache serves every later process.
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import itertools
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -36,7 +38,7 @@ from .._parallel import map_threads
 from ..neuron import LIFParameters
 from ._fused import _DenseLayout, _is_batch_major, _needs_grad, _source
 from ._fused_steps import block_length, blocks_of
-from .base import LayerInput, is_constant_in_time, project
+from .base import is_constant_in_time, project
 from .fused import FusedEngine, _pattern
 
 __all__ = ["CompiledEngine", "compiled_available"]
@@ -46,9 +48,26 @@ __all__ = ["CompiledEngine", "compiled_available"]
 _PARALLEL_CELLS = 1 << 16
 
 
+@functools.cache
 def compiled_available() -> bool:
-    """Whether numba can be imported (the compiled engine needs it)."""
-    return importlib.util.find_spec("numba") is not None
+    """Whether the compiled kernels load here (numba installed and working); checked once.
+
+    A numba that is installed but fails to import or to set up its cache gives a warning and
+    False: everything then runs on the fused engine and torch's operations.
+    """
+    if importlib.util.find_spec("numba") is None:
+        return False
+    try:
+        from . import _kernels  # noqa: F401
+    except Exception as error:  # numba's own checks raise many kinds of errors
+        warnings.warn(
+            f"numba is installed but the compiled kernels do not load ({error!r}); "
+            "sksnn runs without them (engine='fused').",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+        return False
+    return True
 
 
 class CompiledEngine(FusedEngine):
@@ -66,7 +85,7 @@ class CompiledEngine(FusedEngine):
             )
 
     def run_currents(self, drive, params, uniform, recurrent_weight, record_membrane):
-        modes = _modes(params, drive, recurrent_weight)
+        modes = _modes(params, drive, recurrent_weight, uniform)
         if modes is None:
             return super().run_currents(drive, params, uniform, recurrent_weight, record_membrane)
         return _run(drive, None, None, None, params, modes, uniform, record_membrane)
@@ -74,7 +93,7 @@ class CompiledEngine(FusedEngine):
     def run_layer(
         self, layer_input, weight, params, uniform, recurrent_weight, record_membrane, bias=None
     ):
-        modes = _modes(params, weight, recurrent_weight)
+        modes = _modes(params, weight, recurrent_weight, uniform)
         if modes is None:
             return super().run_layer(
                 layer_input, weight, params, uniform, recurrent_weight, record_membrane, bias
@@ -83,21 +102,24 @@ class CompiledEngine(FusedEngine):
         if pattern is None:
             pattern = _pattern(layer_input, weight)
         if pattern is None:
-            drive = _project(layer_input, weight, bias)
+            drive = project(layer_input.values, weight, bias=bias)
             return _run(drive, None, None, None, params, modes, uniform, record_membrane)
         return _run(
             layer_input.values, weight, pattern, bias, params, modes, uniform, record_membrane
         )
 
 
-def _project(layer_input: LayerInput, weight: Tensor, bias: Tensor | None) -> Tensor:
-    return project(layer_input.values, weight, bias=bias)
-
-
-def _modes(params: LIFParameters, like: Tensor, recurrent_weight: Tensor | None):
+def _modes(
+    params: LIFParameters,
+    like: Tensor,
+    recurrent_weight: Tensor | None,
+    uniform: Tensor | None = None,
+) -> _Modes | None:
     """The kernels' modes for a layer, or None where the compiled loops do not apply."""
     if like.device.type != "cpu" or like.dtype not in (torch.float32, torch.float64):
         return None
+    if uniform is not None and uniform.dtype != like.dtype:
+        return None  # torch compares in the wider type, the kernels in the layer's
     if recurrent_weight is not None:
         return None
     form = params.surrogate.compiled_form()
@@ -116,17 +138,15 @@ def _modes(params: LIFParameters, like: Tensor, recurrent_weight: Tensor | None)
     )
 
 
+@dataclass(frozen=True)
 class _Modes:
-    __slots__ = ("beta", "noise", "reset", "reset_grad", "shape")
+    """A layer's kernel modes (codes of :mod:`sksnn.engines._kernels`) and surrogate steepness."""
 
-    def __init__(self, noise: int, reset: int, reset_grad: bool, shape: int, beta: float):
-        self.noise, self.reset, self.reset_grad, self.shape, self.beta = (
-            noise,
-            reset,
-            reset_grad,
-            shape,
-            beta,
-        )
+    noise: int
+    reset: int
+    reset_grad: bool
+    shape: int
+    beta: float
 
 
 def _run(first, weight, pattern, bias, params, modes, uniform, record):
@@ -220,11 +240,13 @@ def _forward(source, shape, like, params, modes, uniform, record, for_backward):
         s_np if x is None else x.numpy()
         for x in (saved.membrane, saved.derivative, saved.pre_reset)
     )
-    q_np = _history(uniform, dtype) if modes.noise else s_np
+    # broadcast as torch would (and refused if it cannot be): the kernels check no bounds
+    q_np = _history(uniform.expand(shape), dtype) if modes.noise else s_np
     u_np, i_np = u_state.numpy(), i_state.numpy()
     c = _constants(params, modes, dtype)
+    surrogate = modes.shape if keep_d else 0  # unused otherwise: one specialisation
     kernel = specialised(
-        "forward", s_np.dtype, modes.noise, modes.reset, bool(record), modes.shape, keep_d, keep_a
+        "forward", s_np.dtype, modes.noise, modes.reset, bool(record), surrogate, keep_d, keep_a
     )
     blocks = blocks_of(n_steps, block_length(*shape, True) if source.checkpointed else n_steps)
     if for_backward and source.checkpointed:
@@ -288,7 +310,7 @@ class _CompiledLIF(torch.autograd.Function):
             s_np.dtype,
             modes.reset,
             modes.reset_grad,
-            modes.shape,
+            modes.shape if recompute else 0,  # read from the history otherwise
             gs_np is not None,
             gm_np is not None,
             recompute,
