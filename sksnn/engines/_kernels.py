@@ -374,15 +374,17 @@ def _registers(c):
 @njit(nogil=True, cache=True, **_JIT)
 def forward_rows(
     b0, b1, t0, t1, drive, row_step, row_sample, uniform, u_state, i_state, spikes, membrane,
-    hist_d, hist_a, c, noise, reset, record, shape, keep_d, keep_a,
+    hist_d, hist_a, c, noise, reset, record, shape, keep_d, keep_a, sample,
 ):  # fmt: skip
     """Steps ``t0:t1`` of samples ``b0:b1``: spikes written at their steps, and with
     ``record``/``keep_d``/``keep_a`` the membranes ``U``, the surrogate derivatives ``D``
     (``shape``) and the pre-reset potentials ``A`` for the adjoint. ``u_state``/``i_state``
     (n_samples, n_units) hold ``U``/``I`` at ``t0`` on entry and at ``t1`` on exit; ``drive``
     rows are indexed from ``t0``. Arrays that are not read (``uniform`` when deterministic) or
-    not written may be any array of the spikes' shape. The last six arguments are compile-time
+    not written may be any array of the spikes' shape. Without ``sample`` the spikes are read,
+    not drawn (replaying a block for the adjoint). The last seven arguments are compile-time
     modes."""
+    literally(sample)
     literally(noise)
     literally(reset)
     literally(record)
@@ -411,8 +413,11 @@ def forward_rows(
                     m_row[n] = un
                 if keep_d:
                     d_row[n] = _surrogate(un, shape, c)
-                s = _spike(un, q_row[n], noise, c)
-                s_row[n] = s
+                if sample:
+                    s = _spike(un, q_row[n], noise, c)
+                    s_row[n] = s
+                else:
+                    s = s_row[n]
                 # torch.lerp(i, u, a), the reference loop's operation
                 a = un - (un - i[n]) * c_mem if high else i[n] + a_mem * (un - i[n])
                 if keep_a:

@@ -10,10 +10,12 @@ potentials) for the adjoint, as the fused engine keeps its histories; the curren
 0/1 inputs are recomputed block by block from checkpoints, and the adjoint recomputes each
 block's derivatives with them.
 
-The compiled loops serve CPU tensors of float32 or float64, feed-forward layers, the built-in
-escape noises and the surrogates that name a compiled form
-(:meth:`~sksnn.surrogates.Surrogate.compiled_form`); anything else (CUDA, recurrent layers,
-a user-defined surrogate) runs on the fused engine's torch path, with the same results.
+The compiled loops serve CPU tensors of float32 or float64, the built-in escape noises and the
+surrogates that name a compiled form (:meth:`~sksnn.surrogates.Surrogate.compiled_form`);
+anything else (CUDA, a user-defined surrogate) runs on the fused engine's torch path, with the
+same results. A recurrent layer runs the compiled loops one step at a time, with the
+recurrent product ``S[t] V^T`` (and ``dL/dI[t+1] V`` in the adjoint) a torch product between
+steps; its sparse-input blocks are replayed from their checkpoints with the saved spikes.
 Spikes agree with the reference loop's, membranes and gradients to round-off: the compiled
 loop evaluates ``exp`` with its own polynomial and lets the compiler fuse multiply-adds, so a
 spike could only differ where the potential lies within an ulp of its threshold or noise draw.
@@ -88,7 +90,9 @@ class CompiledEngine(FusedEngine):
         modes = _modes(params, drive, recurrent_weight, uniform)
         if modes is None:
             return super().run_currents(drive, params, uniform, recurrent_weight, record_membrane)
-        return _run(drive, None, None, None, params, modes, uniform, record_membrane)
+        return _run(
+            drive, None, None, None, recurrent_weight, params, modes, uniform, record_membrane
+        )
 
     def run_layer(
         self, layer_input, weight, params, uniform, recurrent_weight, record_membrane, bias=None
@@ -103,9 +107,19 @@ class CompiledEngine(FusedEngine):
             pattern = _pattern(layer_input, weight)
         if pattern is None:
             drive = project(layer_input.values, weight, bias=bias)
-            return _run(drive, None, None, None, params, modes, uniform, record_membrane)
+            return _run(
+                drive, None, None, None, recurrent_weight, params, modes, uniform, record_membrane
+            )
         return _run(
-            layer_input.values, weight, pattern, bias, params, modes, uniform, record_membrane
+            layer_input.values,
+            weight,
+            pattern,
+            bias,
+            recurrent_weight,
+            params,
+            modes,
+            uniform,
+            record_membrane,
         )
 
 
@@ -120,8 +134,6 @@ def _modes(
         return None
     if uniform is not None and uniform.dtype != like.dtype:
         return None  # torch compares in the wider type, the kernels in the layer's
-    if recurrent_weight is not None:
-        return None
     form = params.surrogate.compiled_form()
     noise = params.escape_noise.compiled_form() if params.stochastic else "deterministic"
     if form is None or noise is None:
@@ -149,15 +161,18 @@ class _Modes:
     beta: float
 
 
-def _run(first, weight, pattern, bias, params, modes, uniform, record):
+def _run(first, weight, pattern, bias, recurrent_weight, params, modes, uniform, record):
     if params.stochastic and uniform is None:
         raise ValueError("A stochastic neuron (temperature > 0) needs uniform noise.")
-    if _needs_grad(first, weight, bias):
-        return _CompiledLIF.apply(first, weight, bias, uniform, params, modes, record, pattern)
+    if _needs_grad(first, weight, bias, recurrent_weight):
+        return _CompiledLIF.apply(
+            first, weight, bias, recurrent_weight, uniform, params, modes, record, pattern
+        )
     with torch.no_grad():
         source, shape = _source(first, weight, pattern, bias)
         like = first if pattern is None else weight
-        saved = _forward(source, shape, like, params, modes, uniform, record, for_backward=False)
+        rec = None if recurrent_weight is None else recurrent_weight.detach()
+        saved = _forward(source, shape, like, rec, params, modes, uniform, record, False)
     return saved.spikes, saved.membrane
 
 
@@ -217,7 +232,7 @@ def _over_samples(kernel, n_samples: int, cells: int, args: tuple) -> None:
 # --------------------------------------------------------------------------------------------
 
 
-def _forward(source, shape, like, params, modes, uniform, record, for_backward):
+def _forward(source, shape, like, recurrent_weight, params, modes, uniform, record, for_backward):
     """The forward loop: spikes, membranes (if ``record``) and what the backward pass needs
     (``for_backward``): block checkpoints of ``U`` and ``I`` for a source that is recomputed,
     else the histories of ``D`` (and ``A`` when the reset passes a gradient)."""
@@ -246,7 +261,15 @@ def _forward(source, shape, like, params, modes, uniform, record, for_backward):
     c = _constants(params, modes, dtype)
     surrogate = modes.shape if keep_d else 0  # unused otherwise: one specialisation
     kernel = specialised(
-        "forward", s_np.dtype, modes.noise, modes.reset, bool(record), surrogate, keep_d, keep_a
+        "forward",
+        s_np.dtype,
+        modes.noise,
+        modes.reset,
+        bool(record),
+        surrogate,
+        keep_d,
+        keep_a,
+        True,
     )
     blocks = blocks_of(n_steps, block_length(*shape, True) if source.checkpointed else n_steps)
     if for_backward and source.checkpointed:
@@ -256,8 +279,20 @@ def _forward(source, shape, like, params, modes, uniform, record, for_backward):
             saved.checkpoints[k, 0].copy_(u_state)
             saved.checkpoints[k, 1].copy_(i_state)
         drive, row_step, row_sample = _rows(source.block(start, stop))
-        args = (start, stop, drive, row_step, row_sample, q_np, u_np, i_np, s_np, *outputs, c)
-        _over_samples(kernel, n_samples, (stop - start) * n_samples * n_units, args)
+        if recurrent_weight is None:
+            args = (start, stop, drive, row_step, row_sample, q_np, u_np, i_np, s_np)
+            args += (*outputs, c)
+            _over_samples(kernel, n_samples, (stop - start) * n_samples * n_units, args)
+            continue
+        # one step at a time, the recurrent current S[t] V^T added between steps as the
+        # reference loop adds it (a product, then a sum)
+        recurrent_t = recurrent_weight.t()
+        current = like.new_empty(n_samples, n_units)
+        for t in range(start, stop):
+            rows = drive[(t - start) * row_step :]
+            args = (t, t + 1, rows, row_step, row_sample, q_np, u_np, i_np, s_np, *outputs, c)
+            kernel(0, n_samples, *args)  # one step: less work than a hand-over to the pool
+            i_state.add_(torch.mm(saved.spikes[t], recurrent_t, out=current))
     return saved
 
 
@@ -274,77 +309,49 @@ class _Saved:
 
 class _CompiledLIF(torch.autograd.Function):
     """Autograd node of a compiled layer. ``first`` is the drive (``pattern`` None) or the
-    binary layer input whose projection by ``weight`` (plus ``bias``) is part of the node."""
+    binary layer input whose projection by ``weight`` (plus ``bias``) is part of the node;
+    ``recurrent_weight`` is ``V`` or None."""
 
     @staticmethod
-    def forward(ctx, first, weight, bias, uniform, params, modes, record, pattern):  # type: ignore[override]
+    def forward(
+        ctx, first, weight, bias, recurrent_weight, uniform, params, modes, record, pattern
+    ):  # type: ignore[override]
         source, shape = _source(first, weight, pattern, bias)
         like = first if pattern is None else weight
-        saved = _forward(source, shape, like, params, modes, uniform, record, for_backward=True)
+        rec = None if recurrent_weight is None else recurrent_weight.detach()
+        saved = _forward(source, shape, like, rec, params, modes, uniform, record, True)
         ctx.params, ctx.modes = params, modes
         # a dense drive is not kept: only its layout, for its gradient
         ctx.source = source if pattern is not None else _DenseLayout(first)
         ctx.set_materialize_grads(False)
         x = first if pattern is not None and first is not None and first.requires_grad else None
         ctx.save_for_backward(
-            saved.spikes, saved.derivative, saved.pre_reset, saved.checkpoints, x, weight
+            saved.spikes, saved.derivative, saved.pre_reset, saved.checkpoints, x, weight, rec
         )
         return saved.spikes, saved.membrane
 
     @staticmethod
     def backward(ctx, grad_spikes, grad_membrane):  # type: ignore[override]
-        from ._kernels import specialised
-
-        spikes, derivative, pre_reset, checkpoints, x, weight = ctx.saved_tensors
+        spikes, derivative, pre_reset, checkpoints, x, weight, rec = ctx.saved_tensors
         params, modes, source = ctx.params, ctx.modes, ctx.source
-        need_first, need_weight, need_bias = ctx.needs_input_grad[:3]
-        n_steps, n_samples, n_units = spikes.shape
-        dtype = spikes.dtype
-        s_np = spikes.numpy()
-        gs_np = _history(grad_spikes, dtype)
-        gm_np = _history(grad_membrane, dtype)
-        c = _constants(params, modes, dtype)
-        recompute = source.checkpointed
-        kernel = specialised(
-            "adjoint",
-            s_np.dtype,
-            modes.reset,
-            modes.reset_grad,
-            modes.shape if recompute else 0,  # read from the history otherwise
-            gs_np is not None,
-            gm_np is not None,
-            recompute,
-        )
-        gu = spikes.new_zeros(n_samples, n_units).numpy()
-        gi = spikes.new_zeros(n_samples, n_units).numpy()
-        gs_np = s_np if gs_np is None else gs_np
-        gm_np = s_np if gm_np is None else gm_np
-        state = gu  # stands in for the drive and checkpoints where they are not read
-
-        if not recompute:
+        need_first, need_weight, need_bias, need_rec = ctx.needs_input_grad[:4]
+        adjoint = _Adjoint(spikes, grad_spikes, grad_membrane, params, modes, rec)
+        if not source.checkpointed:
             grad_drive = source.empty_like_drive(spikes)
-            g_rows, g_step, g_sample = _rows(grad_drive)
-            d_np = derivative.numpy()
-            a_np = s_np if pre_reset is None else pre_reset.numpy()
-            args = (0, n_steps, state, 0, 0, state, state, s_np, gs_np, gm_np, d_np, a_np)
-            args += (gu, gi, g_rows, g_step, g_sample, c)
-            _over_samples(kernel, n_samples, n_steps * n_samples * n_units, args)
-            return grad_drive, None, None, None, None, None, None, None
+            adjoint.run(0, spikes.shape[0], grad_drive, derivative, pre_reset, None)
+            grad_rec = _recurrent_grad(grad_drive, spikes) if need_rec else None
+            return grad_drive, None, None, grad_rec, None, None, None, None, None
 
+        n_steps, n_samples, n_units = spikes.shape
         grad_first = torch.empty_like(x) if need_first else None
-        grad_weight_t = None
+        grad_weight_t = grad_rec = None
         grad_bias = weight.new_zeros(weight.shape[0]) if need_bias else None
         blocks = blocks_of(n_steps, block_length(n_steps, n_samples, n_units, True))
         for k in reversed(range(len(blocks))):
             start, stop = blocks[k]
-            d_rows, row_step, row_sample = _rows(source.block(start, stop))
+            drive = source.block(start, stop)
             gp = spikes.new_empty(stop - start, n_samples, n_units)
-            g_rows = gp.view(-1, n_units).numpy()
-            u0 = checkpoints[k, 0].numpy()
-            i0 = checkpoints[k, 1].numpy()
-            args = (start, stop, d_rows, row_step, row_sample, u0, i0, s_np, gs_np, gm_np)
-            args += (s_np, s_np, gu, gi, g_rows, n_samples, 1, c)
-            _over_samples(kernel, n_samples, (stop - start) * n_samples * n_units, args)
+            adjoint.run(start, stop, gp, None, None, (drive, checkpoints[k]))
             flat = gp.view(-1, n_units)
             if grad_bias is not None:
                 grad_bias.add_(flat.sum(0))
@@ -353,5 +360,121 @@ class _CompiledLIF(torch.autograd.Function):
                 grad_weight_t = g_w if grad_weight_t is None else grad_weight_t.add_(g_w)
             if grad_first is not None:
                 grad_first[start:stop] = (flat @ weight).view(stop - start, n_samples, -1)
+            if need_rec:
+                g_v = _recurrent_grad(gp, spikes[start:stop])
+                grad_rec = g_v if grad_rec is None else grad_rec.add_(g_v)
         grad_weight = grad_weight_t.t() if need_weight else None
-        return grad_first, grad_weight, grad_bias, None, None, None, None, None
+        return grad_first, grad_weight, grad_bias, grad_rec, None, None, None, None, None
+
+
+def _recurrent_grad(grad_drive: Tensor, spikes: Tensor) -> Tensor:
+    """``dL/dV = sum_t dL/dI[t+1]^T S[t]``, with ``dL/dP[t] = dL/dI[t+1]``."""
+    n_units = spikes.shape[-1]
+    return grad_drive.reshape(-1, n_units).t() @ spikes.reshape(-1, n_units)
+
+
+class _Adjoint:
+    """Runs the adjoint kernel over ranges of steps, from the last range to the first, carrying
+    ``dL/dU`` and ``dL/dI`` between them."""
+
+    def __init__(self, spikes, grad_spikes, grad_membrane, params, modes, recurrent_weight):
+        self.spikes, self.modes, self.rec = spikes, modes, recurrent_weight
+        self.params = params
+        n_samples, n_units = spikes.shape[1:]
+        dtype = spikes.dtype
+        self.grad_spikes = None if grad_spikes is None else grad_spikes.detach().to(dtype)
+        self.s_np = spikes.numpy()
+        gm_np = _history(grad_membrane, dtype)
+        self.gm_np = self.s_np if gm_np is None else gm_np
+        self.has_gm = gm_np is not None
+        self.c = _constants(params, modes, dtype)
+        self.gu = spikes.new_zeros(n_samples, n_units)
+        self.gi = spikes.new_zeros(n_samples, n_units)
+        self.cells = n_samples * n_units
+
+    def _kernel(self, recompute: bool, has_gs: bool):
+        from ._kernels import specialised
+
+        m = self.modes
+        shape = m.shape if recompute else 0  # read from a history otherwise
+        return specialised(
+            "adjoint",
+            self.s_np.dtype,
+            m.reset,
+            m.reset_grad,
+            shape,
+            has_gs,
+            self.has_gm,
+            recompute,
+        )
+
+    def run(self, start, stop, grad_drive, derivative, pre_reset, block) -> None:
+        """Steps ``start:stop``; ``dL/dP`` into ``grad_drive`` (those steps). ``block`` is None
+        when ``derivative``/``pre_reset`` cover all steps, else ``(drive, checkpoint)``: the
+        block's currents and its ``U``/``I`` at ``start``, to recompute from."""
+        g_rows, g_step, g_sample = _rows(grad_drive)
+        gu, gi = self.gu.numpy(), self.gi.numpy()
+        s_np, gm_np, c = self.s_np, self.gm_np, self.c
+        if self.rec is None:
+            gs_np = _history(self.grad_spikes, self.spikes.dtype)
+            has_gs = gs_np is not None
+            gs_np = s_np if gs_np is None else gs_np
+            kernel = self._kernel(block is not None, has_gs)
+            if block is None:
+                d_np = derivative.numpy()
+                a_np = s_np if pre_reset is None else pre_reset.numpy()
+                args = (start, stop, gu, 0, 0, gu, gu, s_np, gs_np, gm_np, d_np, a_np)
+                args += (gu, gi, g_rows, g_step, g_sample, c)
+            else:
+                drive, checkpoint = block
+                d_rows, row_step, row_sample = _rows(drive)
+                u0, i0 = checkpoint[0].numpy(), checkpoint[1].numpy()
+                args = (start, stop, d_rows, row_step, row_sample, u0, i0, s_np, gs_np, gm_np)
+                args += (s_np, s_np, gu, gi, g_rows, g_step, g_sample, c)
+            _over_samples(kernel, self.spikes.shape[1], (stop - start) * self.cells, args)
+            return
+        if block is not None:
+            derivative, pre_reset = self._replay(start, stop, *block)
+            offset = start
+        else:
+            offset = 0
+        d_np = derivative.numpy()
+        a_np = s_np if pre_reset is None else pre_reset.numpy()
+        kernel = self._kernel(False, True)
+        # dL/dS[t] gains dL/dI[t+1] V (the recurrent current), step by step
+        g_s = self.spikes.new_empty(1, *self.spikes.shape[1:])
+        g_s_np = g_s.numpy()
+        for t in reversed(range(start, stop)):
+            j = t - offset
+            if self.grad_spikes is None:
+                torch.mm(self.gi, self.rec, out=g_s[0])
+            else:
+                torch.addmm(self.grad_spikes[t], self.gi, self.rec, out=g_s[0])
+            rows = g_rows[(t - start) * g_step :]
+            args = (0, 1, gu, 0, 0, gu, gu, s_np[t : t + 1], g_s_np, gm_np[t : t + 1])
+            args += (d_np[j : j + 1], a_np[j : j + 1], gu, gi, rows, g_step, g_sample, c)
+            kernel(0, self.spikes.shape[1], *args)  # one step: as in the forward pass
+
+    def _replay(self, start, stop, drive, checkpoint):
+        """The block's surrogate derivatives and pre-reset potentials, recomputed with its
+        saved spikes from its checkpoint; the recurrent currents come from those spikes."""
+        from ._kernels import RESETS, specialised
+
+        m = self.modes
+        n_units = self.spikes.shape[-1]
+        block_spikes = self.spikes[start:stop]
+        drive.view(-1, n_units).addmm_(block_spikes.reshape(-1, n_units), self.rec.t())
+        derivative = torch.empty_like(block_spikes)
+        keep_a = m.reset_grad and m.reset == RESETS["zero"]
+        pre_reset = torch.empty_like(block_spikes) if keep_a else None
+        s_blk = block_spikes.numpy()
+        a_np = s_blk if pre_reset is None else pre_reset.numpy()
+        u, i = checkpoint[0].clone().numpy(), checkpoint[1].clone().numpy()
+        d_rows, row_step, row_sample = _rows(drive.view(stop - start, -1, n_units))
+        kernel = specialised(
+            "forward", self.s_np.dtype, 0, m.reset, False, m.shape, True, keep_a, False
+        )
+        args = (0, stop - start, d_rows, row_step, row_sample, s_blk, u, i, s_blk, s_blk)
+        args += (derivative.numpy(), a_np, self.c)
+        _over_samples(kernel, self.spikes.shape[1], (stop - start) * self.cells, args)
+        return derivative, pre_reset
