@@ -18,14 +18,15 @@ import torch
 pytest.importorskip("numba")
 
 from test_lif import (
+    PROJECTED_CASES,
     RTOL32,
     RTOL64,
     _inputs,
     _params,
     _projected_case,
-    _run,
     lif_layer,
 )
+from test_lif import _assert_same as _lif_assert_same
 
 from sksnn import SpikingClassifier, SpikingRegressor
 from sksnn.engines import ENGINES, get_engine
@@ -37,21 +38,10 @@ from sksnn.surrogates import Surrogate, get_escape_noise, get_surrogate
 ULPS = {torch.float64: 1e-14, torch.float32: 4e-6}
 
 
-def _assert_same(params, dtype, stochastic, record, rtol, shape=(30, 8, 12), recurrent=False):
-    args = _inputs(dtype, recurrent, stochastic, shape=shape)
-    s_ref, u_ref, g_ref = _run("reference", params, *args, record)
-    s_com, u_com, g_com = _run("compiled", params, *args, record)
-    assert torch.equal(s_com, s_ref)
-    if record:
-        torch.testing.assert_close(u_com, u_ref, rtol=ULPS[dtype], atol=ULPS[dtype])
-    else:
-        assert u_com is None
-    for a, b in zip(g_com, g_ref, strict=True):
-        scale = b.abs().max().item()
-        assert scale > 0
-        torch.testing.assert_close(a, b, rtol=rtol, atol=rtol * scale)
-    assert 0.01 < s_ref.mean().item() < 0.9  # neurons fire, but not all the time
-    return g_ref
+def _assert_same(params, dtype, stochastic, record, rtol, recurrent=False):
+    return _lif_assert_same(
+        params, dtype, recurrent, stochastic, record, rtol, engine="compiled", ulps=ULPS[dtype]
+    )
 
 
 def _takes_compiled_path(params, drive) -> bool:
@@ -201,15 +191,7 @@ def test_other_dtypes_and_devices_keep_the_torch_path():
 
 
 @pytest.mark.parametrize(
-    ("reset", "detach", "recurrent", "temperature", "batch_major", "input_grad"),
-    [
-        ("zero", True, False, 0.2, True, False),  # W1's first layer
-        ("zero", True, True, 0.2, False, True),  # W2's second layer
-        ("zero", False, True, 0.0, True, True),
-        ("subtract", False, False, 0.2, False, True),
-        ("subtract", True, True, 0.0, True, False),
-        ("none", False, False, 0.2, False, False),
-    ],
+    ("reset", "detach", "recurrent", "temperature", "batch_major", "input_grad"), PROJECTED_CASES
 )
 def test_projected_layer_matches_projection_plus_reference(
     monkeypatch, reset, detach, recurrent, temperature, batch_major, input_grad

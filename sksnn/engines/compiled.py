@@ -274,6 +274,9 @@ def _forward(source, shape, like, recurrent_weight, params, modes, uniform, reco
     blocks = blocks_of(n_steps, block_length(*shape, True) if source.checkpointed else n_steps)
     if for_backward and source.checkpointed:
         saved.checkpoints = like.new_empty(len(blocks), 2, n_samples, n_units)
+    if recurrent_weight is not None:
+        recurrent_t = recurrent_weight.t()
+        current = like.new_empty(n_samples, n_units)
     for k, (start, stop) in enumerate(blocks):
         if saved.checkpoints is not None:
             saved.checkpoints[k, 0].copy_(u_state)
@@ -286,8 +289,6 @@ def _forward(source, shape, like, recurrent_weight, params, modes, uniform, reco
             continue
         # one step at a time, the recurrent current S[t] V^T added between steps as the
         # reference loop adds it (a product, then a sum)
-        recurrent_t = recurrent_weight.t()
-        current = like.new_empty(n_samples, n_units)
         for t in range(start, stop):
             rows = drive[(t - start) * row_step :]
             args = (t, t + 1, rows, row_step, row_sample, q_np, u_np, i_np, s_np, *outputs, c)
@@ -379,11 +380,11 @@ class _Adjoint:
 
     def __init__(self, spikes, grad_spikes, grad_membrane, params, modes, recurrent_weight):
         self.spikes, self.modes, self.rec = spikes, modes, recurrent_weight
-        self.params = params
         n_samples, n_units = spikes.shape[1:]
         dtype = spikes.dtype
         self.grad_spikes = None if grad_spikes is None else grad_spikes.detach().to(dtype)
         self.s_np = spikes.numpy()
+        self.gs_np = None if recurrent_weight is not None else _history(grad_spikes, dtype)
         gm_np = _history(grad_membrane, dtype)
         self.gm_np = self.s_np if gm_np is None else gm_np
         self.has_gm = gm_np is not None
@@ -416,9 +417,8 @@ class _Adjoint:
         gu, gi = self.gu.numpy(), self.gi.numpy()
         s_np, gm_np, c = self.s_np, self.gm_np, self.c
         if self.rec is None:
-            gs_np = _history(self.grad_spikes, self.spikes.dtype)
-            has_gs = gs_np is not None
-            gs_np = s_np if gs_np is None else gs_np
+            has_gs = self.gs_np is not None
+            gs_np = self.gs_np if has_gs else s_np
             kernel = self._kernel(block is not None, has_gs)
             if block is None:
                 d_np = derivative.numpy()
