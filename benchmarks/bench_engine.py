@@ -198,7 +198,7 @@ def _sksnn_step(w: Workload, engine: str, x, y, device: str, events: bool = Fals
     net.initialize(x.cpu(), torch.Generator().manual_seed(1), GeneratorNoise(2))
     net.to(device)
     opt = torch.optim.Adam(net.parameters(), lr=2e-3)
-    noise = GeneratorNoise(3, device)
+    noise = GeneratorNoise(3)
     index = input_events(x, net, x.device) if events else None
     samples = np.arange(x.shape[0])
 

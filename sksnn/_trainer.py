@@ -369,7 +369,6 @@ class Trainer:
         completed epoch are restored before the exception propagates. Each epoch draws its
         sample order and then its noise seed from ``rng``.
         """
-        device = data.device
         for epoch in range(first_epoch, first_epoch + n_epochs):
             order = rng.permutation(len(data)) if shuffle else np.arange(len(data))
             reporter = EpochReporter(epoch, -(-len(data) // batch_size)) if verbose else None
@@ -382,7 +381,7 @@ class Trainer:
                     loss_fn,
                     batch_size=batch_size,
                     order=order,
-                    noise=GeneratorNoise(rng.randint(SEED_MAX), device),
+                    noise=GeneratorNoise(rng.randint(SEED_MAX)),
                     alpha=alpha,
                     activity_reg=activity_reg,
                     on_batch=None if reporter is None else reporter.batch,

@@ -11,7 +11,7 @@ from torch import Tensor, nn
 
 from .engines import Engine, LayerInput
 from .neuron import LIFParameters, psp_kernel
-from .noise import NoiseSource
+from .noise import CounterUniform, NoiseSource
 
 __all__ = ["DTYPE", "READOUT_WINDOW", "LIFLayer", "LeakyReadout", "leaky_readout"]
 
@@ -52,13 +52,15 @@ class LIFLayer(nn.Module):
 
     def noise(
         self, noise: NoiseSource | None, stream: int, n_steps: int, n_samples: int, params
-    ) -> Tensor | None:
-        """Uniform numbers for the layer's spikes (None when deterministic)."""
+    ) -> Tensor | CounterUniform | None:
+        """Uniform numbers for the layer's spikes (None when deterministic); counter-based
+        numbers are not yet drawn: the engine computes them where its loop needs them."""
         if not params.stochastic:
             return None
         if noise is None:
             raise ValueError("A stochastic network (temperature > 0) needs a noise source.")
-        return noise.uniform(stream, (n_steps, n_samples, self.n_units), self.weight.device)
+        shape = (n_steps, n_samples, self.n_units)
+        return noise.layer_uniform(stream, shape, self.weight.device)
 
     def forward(
         self,

@@ -1,23 +1,34 @@
 """Sources of the uniform random numbers that drive stochastic spikes and rate encoding.
 
-Training draws from a seeded generator (:class:`GeneratorNoise`): fast, and reproducible for
-a given ``random_state``. Inference uses :class:`CounterNoise`, a counter-based
-generator: the number for (sample, trial, layer, step, unit) is a hash of those coordinates and
-of the sample's *content*. A prediction therefore depends only on the sample itself, not on the
-batch it came in, its position, the chunk size, the thread that computed it or the number of
-earlier calls, which is what makes ``predict`` deterministic, thread-safe and invariant to the
-order and subset of the rows.
+Both are counter-based (:class:`CounterUniform`): the number of (sample, step, unit) in a
+layer's stream is a hash of those coordinates and of a per-sample key, so an engine that
+compiles its time loop computes each number where it uses it. Training
+(:class:`GeneratorNoise`) keys each call by a number drawn from a seeded generator and the
+sample's position in the batch: fresh numbers every batch, reproducible for a given
+``random_state``. Inference (:class:`CounterNoise`) keys them by the sample's *content*: a
+prediction depends only on the sample itself, not on the batch it came in, its position, the
+chunk size, the thread that computed it or the number of earlier calls, which is what makes
+``predict`` deterministic, thread-safe and invariant to the order and subset of the rows.
 """
 
 from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from ._parallel import map_threads
-
-__all__ = ["CounterNoise", "GeneratorNoise", "NoiseSource", "sample_keys"]
+__all__ = [
+    "CounterNoise",
+    "CounterUniform",
+    "GeneratorNoise",
+    "NoiseSource",
+    "as_tensor",
+    "cell_hashes",
+    "sample_keys",
+]
 
 _MASK32 = 0xFFFFFFFF
 
@@ -60,91 +71,127 @@ def _compiled_available() -> bool:
     return compiled_available()
 
 
-def _compiled_uniform(base: Tensor, shape: tuple[int, int, int]) -> Tensor:
-    """:class:`CounterNoise`'s numbers from the per-sample hashes ``base``, by the compiled
-    kernel: the same bits as the torch expression, without its int64 temporaries."""
-    from .engines._kernels import counter_uniform
-    from .engines.compiled import _over_samples
+@dataclass(frozen=True, eq=False)
+class CounterUniform:
+    """Counter-based uniform numbers of shape ``(n_steps, n_samples, n_units)``, not yet drawn.
 
-    out = np.empty(shape, dtype=np.float32)
-    bases = base.numpy().astype(np.uint32)
-    _over_samples(counter_uniform, shape[1], out.size, (bases, out))
-    return torch.from_numpy(out)
+    Number ``(t, b, n)`` is a hash of the sample's base ``bases[b]`` and of the cell index
+    ``t * n_units + n``, on the 2**-24 grid of [0, 1) (float32, 1.0 never produced). Engines
+    that compile their time loop compute the numbers where the loop needs them; the others ask
+    for the array (:meth:`tensor`). Both give the same numbers bit for bit.
+
+    Attributes
+    ----------
+    bases : Tensor of int64, shape (n_samples,)
+        Hashed per-sample keys in [0, 2**32).
+    shape : tuple of int
+        ``(n_steps, n_samples, n_units)``.
+    """
+
+    bases: Tensor
+    shape: tuple[int, int, int]
+
+    def check_shape(self, shape: tuple[int, ...]) -> None:
+        """Raise a ValueError unless these are the numbers of a layer of ``shape``."""
+        if tuple(shape) != tuple(self.shape):
+            raise ValueError(
+                f"The layer's uniform numbers have shape {tuple(self.shape)}, "
+                f"its spikes {tuple(shape)}."
+            )
+
+    def tensor(self) -> Tensor:
+        """The numbers as a float32 tensor on the device of :attr:`bases`."""
+        n_steps, n_samples, n_units = self.shape
+        if self.bases.device.type == "cpu" and _compiled_available():
+            from .engines._kernels import counter_uniform
+            from .engines.compiled import _over_samples
+
+            out = np.empty(self.shape, dtype=np.float32)
+            bases = self.bases.numpy().astype(np.uint32)
+            _over_samples(
+                counter_uniform, n_samples, out.size, (bases, cell_hashes(*self.shape[::2]), out)
+            )
+            return torch.from_numpy(out)
+        cell = torch.arange(n_steps * n_units, dtype=torch.int64, device=self.bases.device)
+        cell = _mix32((cell + _CELL_OFFSET) & _MASK32).reshape(n_steps, 1, n_units)
+        return _to_unit_interval(_mix32((self.bases.reshape(1, -1, 1) + cell) & _MASK32))
+
+
+_CELL_OFFSET = 0x632BE5AB
+
+
+@functools.lru_cache(maxsize=16)
+def cell_hashes(n_steps: int, n_units: int) -> np.ndarray:
+    """The hashed cell indices ``mix32(t * n_units + n + offset)`` as a read-only uint32
+    array ``(n_steps, n_units)``: the half of :class:`CounterUniform`'s hash that is the same
+    for every sample."""
+    cell = torch.arange(n_steps * n_units, dtype=torch.int64)
+    out = _mix32((cell + _CELL_OFFSET) & _MASK32).numpy().astype(np.uint32)
+    out = out.reshape(n_steps, n_units)
+    out.flags.writeable = False
+    return out
+
+
+def as_tensor(uniform: Tensor | CounterUniform | None, shape: tuple[int, ...]) -> Tensor | None:
+    """The uniform numbers handed to a layer of ``shape``, as a tensor (for engines that loop
+    in torch)."""
+    if isinstance(uniform, CounterUniform):
+        uniform.check_shape(shape)
+        return uniform.tensor()
+    return uniform
 
 
 class NoiseSource:
     """Hands out uniform [0, 1) numbers of shape (n_steps, n_samples, n_units) per stream.
 
-    Streams number the consumers: 0 is the input encoding, ``l + 1`` hidden layer ``l``.
+    Streams number the consumers: 0 is the input encoding, ``l + 1`` hidden layer ``l``. Each
+    call hands out new numbers (training) or the numbers of its coordinates (inference).
+    A source implements :meth:`counters` when its numbers are counter-based, else
+    :meth:`uniform`.
     """
+
+    def counters(
+        self, stream: int, shape: tuple[int, int, int], device: torch.device
+    ) -> CounterUniform | None:
+        """The numbers of ``stream`` as a :class:`CounterUniform`, not yet drawn; None for a
+        source whose numbers are not counter-based."""
+        return None
 
     def uniform(self, stream: int, shape: tuple[int, int, int], device: torch.device) -> Tensor:
-        raise NotImplementedError
+        """The numbers of ``stream`` as a float32 tensor."""
+        numbers = self.counters(stream, shape, device)
+        if numbers is None:
+            raise NotImplementedError(f"{type(self).__name__} implements neither method.")
+        return numbers.tensor()
 
-
-# Below this many numbers a draw runs on one thread (the hand-over costs more than it saves).
-_PARALLEL_DRAW = 1 << 18
-
-
-def _draw_uniform(generator: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
-    """``generator.random(shape, dtype=float32)``, drawn on all of torch's threads.
-
-    PCG64 can jump ahead: each thread fills its part of the array from a copy of the
-    generator advanced to where a serial draw would be at that part's first number, and the
-    generator ends where the serial draw would leave it. The numbers are the serial draw's, bit
-    for bit (tested), in about half the time on two cores.
-    """
-    out = np.empty(shape, dtype=np.float32)
-    flat = out.reshape(-1)
-    n_threads = torch.get_num_threads()
-    if flat.size < _PARALLEL_DRAW or n_threads < 2:
-        generator.random(out=out, dtype=np.float32)
-        return out
-    # A float32 takes 32 of the 64 bits of one PCG64 output; a half left over from an odd
-    # earlier draw is used first, so that every part starts on a whole output.
-    first = 0
-    if generator.bit_generator.state["has_uint32"]:
-        flat[0] = generator.random(dtype=np.float32)
-        first = 1
-    state = generator.bit_generator.state
-    size = (flat.size - first) // n_threads // 2 * 2  # even: whole outputs per part
-    bounds = [first + k * size for k in range(n_threads)] + [flat.size]
-    parts = []
-    for k in range(n_threads):
-        bits = np.random.PCG64()
-        bits.state = state
-        bits.advance(k * size // 2)
-        parts.append(np.random.Generator(bits))
-
-    def fill(k: int) -> None:
-        parts[k].random(out=flat[bounds[k] : bounds[k + 1]], dtype=np.float32)
-
-    map_threads(fill, n_threads)
-    generator.bit_generator.state = parts[-1].bit_generator.state
-    return out
+    def layer_uniform(
+        self, stream: int, shape: tuple[int, int, int], device: torch.device
+    ) -> Tensor | CounterUniform:
+        """The numbers of ``stream`` as a layer hands them to its engine: not yet drawn where
+        they are counter-based (the engine computes them where it uses them)."""
+        numbers = self.counters(stream, shape, device)
+        return self.uniform(stream, shape, device) if numbers is None else numbers
 
 
 class GeneratorNoise(NoiseSource):
-    """Uniform numbers from a seeded generator, in call order (training).
+    """Fresh uniform numbers on every call, from a seeded generator (training).
 
-    On the CPU the numbers come from NumPy's PCG64 (float32 draws), faster than torch's
-    Mersenne Twister and drawn on all of torch's threads (:func:`_draw_uniform`): a training
-    step can draw millions of numbers per layer. Other devices use a torch generator on the
-    device.
+    Each call draws one 32-bit number from NumPy's PCG64 and hands out the counter-based
+    numbers (:class:`CounterUniform`) keyed by that number, the stream and each sample's
+    position in the batch. The numbers therefore depend on the seed and the sequence of calls
+    only, not on the device, the thread count or the engine, and a compiled time loop can
+    compute them where it uses them instead of reading them from memory.
     """
 
-    def __init__(self, seed: int, device: torch.device | str = "cpu") -> None:
-        if torch.device(device).type == "cpu":
-            self.generator = np.random.Generator(np.random.PCG64(int(seed)))
-        else:
-            self.generator = torch.Generator(device=torch.device(device))
-            self.generator.manual_seed(int(seed))
+    def __init__(self, seed: int) -> None:
+        self.generator = np.random.Generator(np.random.PCG64(int(seed)))
 
-    def uniform(self, stream: int, shape: tuple[int, int, int], device: torch.device) -> Tensor:
-        # float32 whatever torch's default dtype: the same seed draws the same spikes
-        if isinstance(self.generator, np.random.Generator):
-            return torch.from_numpy(_draw_uniform(self.generator, shape)).to(device)
-        return torch.rand(shape, generator=self.generator, device=device, dtype=torch.float32)
+    def counters(
+        self, stream: int, shape: tuple[int, int, int], device: torch.device
+    ) -> CounterUniform:
+        key = int(self.generator.integers(0, 1 << 32, dtype=np.uint64))
+        positions = torch.arange(shape[1], dtype=torch.int64, device=device)
+        return CounterNoise(key, positions).counters(stream, shape, device)
 
 
 class CounterNoise(NoiseSource):
@@ -165,16 +212,13 @@ class CounterNoise(NoiseSource):
         self.keys = keys
         self.trial = int(trial)
 
-    def uniform(self, stream: int, shape: tuple[int, int, int], device: torch.device) -> Tensor:
-        n_steps, n_samples, n_units = shape
+    def counters(
+        self, stream: int, shape: tuple[int, int, int], device: torch.device
+    ) -> CounterUniform:
+        n_samples = shape[1]
         if n_samples != self.keys.shape[0]:
             raise ValueError(f"CounterNoise has {self.keys.shape[0]} keys, asked for {n_samples}.")
         head = self.seed ^ (self.trial * 0x85EBCA6B) ^ (stream * 0x9E3779B9)
         head &= _MASK32
         head_t = _mix32(torch.tensor(head, dtype=torch.int64, device=device))
-        base = _mix32(self.keys.to(device) ^ head_t)  # (n_samples,)
-        if torch.device(device).type == "cpu" and _compiled_available():
-            return _compiled_uniform(base, shape)
-        cell = torch.arange(n_steps * n_units, dtype=torch.int64, device=device)
-        cell = _mix32((cell + 0x632BE5AB) & _MASK32).reshape(n_steps, 1, n_units)
-        return _to_unit_interval(_mix32((base.reshape(1, -1, 1) + cell) & _MASK32))
+        return CounterUniform(_mix32(self.keys.to(device) ^ head_t), tuple(shape))

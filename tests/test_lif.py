@@ -290,16 +290,38 @@ def test_network_engines_agree(monkeypatch, x_shape, density, recurrent, hidden,
         torch.testing.assert_close(a, b, rtol=RTOL32, atol=RTOL32 * max(b.abs().max(), 1e-6))
 
 
+def test_counter_numbers_are_computed_where_used_as_drawn():
+    """A layer handed counter-based numbers (computed inside the compiled loop) spikes as it
+    does when handed the same numbers as an array, on every engine."""
+    drive = torch.randn(20, 33, 17, generator=torch.Generator().manual_seed(0))
+    params = LIFParameters(temperature=0.3, surrogate=get_surrogate("matched", 1 / 0.3))
+    counters = GeneratorNoise(5).counters(1, tuple(drive.shape), torch.device("cpu"))
+    for engine in ENGINES:
+        lazy, _ = lif_layer(drive, params, counters, engine=engine)
+        eager, _ = lif_layer(drive, params, counters.tensor(), engine=engine)
+        assert torch.equal(lazy, eager), engine
+        assert 0 < lazy.mean() < 1
+
+
+def test_counter_numbers_of_another_shape_are_refused():
+    drive = torch.randn(4, 3, 2)
+    params = LIFParameters(temperature=0.3)
+    counters = GeneratorNoise(5).counters(1, (4, 3, 5), torch.device("cpu"))
+    for engine in ENGINES:
+        with pytest.raises((ValueError, RuntimeError)):
+            lif_layer(drive, params, counters, engine=engine)
+
+
 def test_network_noise_is_the_same_on_one_and_two_threads():
-    """Training noise is drawn on all of torch's threads (jumped-ahead generator copies) in
-    layers this large; the numbers, hence the spikes, are those of a one-thread draw."""
-    from sksnn import noise as noise_module
+    """Training noise is computed on all of torch's threads in layers this large; the
+    numbers, hence the spikes, are those of one thread."""
+    from sksnn.engines import compiled
 
     x = (torch.rand(16, 64, 40, generator=torch.Generator().manual_seed(0)) < 0.1).float()
     lif = LIFParameters(temperature=0.1, surrogate=get_surrogate("matched", 10.0))
     net = SpikingNetwork(40, (256, 256), 2, lif, engine="fused")
     net.initialize(x, torch.Generator().manual_seed(1), GeneratorNoise(2))
-    assert 64 * 16 * 256 >= noise_module._PARALLEL_DRAW  # each layer's draw is split
+    assert 64 * 16 * 256 >= compiled._PARALLEL_CELLS  # each layer's numbers are split
     previous = torch.get_num_threads()
     outputs = []
     try:

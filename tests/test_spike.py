@@ -2,7 +2,6 @@
 
 import math
 
-import numpy as np
 import pytest
 import torch
 
@@ -86,26 +85,23 @@ def test_generator_noise_is_reproducible():
     assert torch.equal(a, b)
 
 
-@pytest.mark.parametrize("n_threads", [2, 3])
-def test_parallel_draws_are_the_serial_stream(n_threads):
-    """Drawing on several threads gives the serial draw's numbers bit for bit, and leaves the
-    generator where the serial draw would: after odd-sized draws too (a buffered half output)."""
-    from sksnn import noise
-
-    previous = torch.get_num_threads()
-    torch.set_num_threads(n_threads)
-    try:
-        serial = np.random.Generator(np.random.PCG64(11))
-        parallel = np.random.Generator(np.random.PCG64(11))
-        shapes = [(3, 1, 1), (70, 61, 67), (1, 1, 1), (64, 64, 65), (2, 2, 2)]
-        # two draws large enough to be split, one of them after an odd-sized draw
-        assert [math.prod(s) >= noise._PARALLEL_DRAW for s in shapes].count(True) == 2
-        for shape in shapes:
-            expected = serial.random(shape, dtype=np.float32)
-            assert np.array_equal(noise._draw_uniform(parallel, shape), expected), shape
-        assert np.array_equal(serial.random(5), parallel.random(5))
-    finally:
-        torch.set_num_threads(previous)
+def test_generator_noise_is_fresh_per_call_and_per_sample():
+    """Training noise: every call and every position in the batch draws other numbers (no
+    two samples of a batch share noise, nor two batches), and the numbers are uniform."""
+    noise = GeneratorNoise(3)
+    first = noise.uniform(1, (30, 64, 50), torch.device("cpu"))
+    second = noise.uniform(1, (30, 64, 50), torch.device("cpu"))
+    assert (first != second).float().mean() > 0.99
+    # two samples of one batch: different streams even for the same input
+    assert (first[:, 0] != first[:, 1]).float().mean() > 0.99
+    u = torch.cat([first.flatten(), second.flatten()]).double()
+    n = u.numel()  # 192,000 draws; 5-sigma tolerances on the mean and the variance
+    assert u.min() >= 0 and u.max() < 1
+    assert abs(u.mean().item() - 0.5) < 5 * math.sqrt(1 / 12 / n)
+    assert abs(u.var().item() - 1 / 12) < 5 * math.sqrt(1 / 180 / n)
+    # the first rows do not depend on how many samples the batch has
+    small = GeneratorNoise(3).uniform(1, (30, 10, 50), torch.device("cpu"))
+    assert torch.equal(small, first[:, :10])
 
 
 def _lif_by_hand(drive, params):

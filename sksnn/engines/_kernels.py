@@ -360,6 +360,49 @@ def _when_overload(flag, value, otherwise):
 
 
 # --------------------------------------------------------------------------------------------
+# Counter-based uniform numbers (sksnn.noise.CounterUniform)
+# --------------------------------------------------------------------------------------------
+
+_MIX_A = np.uint32(0x7FEB352D)
+_MIX_B = np.uint32(0x846CA68B)
+_SHIFT_8, _SHIFT_15, _SHIFT_16 = np.uint32(8), np.uint32(15), np.uint32(16)
+_UNIT = np.float32(1.0 / (1 << 24))
+
+
+@njit(inline="always", **_JIT)
+def _mix32(x):
+    # numba widens integer arithmetic to 64 bits: each step is cut back to 32
+    x = np.uint32(x ^ (x >> _SHIFT_16))
+    x = np.uint32(x * _MIX_A)
+    x = np.uint32(x ^ (x >> _SHIFT_15))
+    x = np.uint32(x * _MIX_B)
+    return np.uint32(x ^ (x >> _SHIFT_16))
+
+
+@njit(inline="always", **_JIT)
+def _counter_number(base, cell):
+    """The uniform number of a sample's ``base`` and a hashed ``cell``: a float32 on the
+    2**-24 grid of [0, 1)."""
+    bits = _mix32(np.uint32(base + cell))
+    return np.float32(np.uint32(bits >> _SHIFT_8)) * _UNIT
+
+
+@njit(nogil=True, cache=True, **_JIT)
+def counter_uniform(b0, b1, bases, cells, out):
+    """``out[t, b, n]`` for samples ``b0:b1``: the number of the sample's base ``bases[b]``
+    (uint32) and the hashed cell ``cells[t, n]`` (:func:`sksnn.noise.cell_hashes`), bit for
+    bit the torch expression of :class:`sksnn.noise.CounterUniform`."""
+    n_steps, _, n_units = out.shape
+    for b in range(b0, b1):
+        base = bases[b]
+        for t in range(n_steps):
+            row = out[t, b]
+            cell_row = cells[t]
+            for n in range(n_units):
+                row[n] = _counter_number(base, cell_row[n])
+
+
+# --------------------------------------------------------------------------------------------
 # Kernels
 # --------------------------------------------------------------------------------------------
 
@@ -371,39 +414,69 @@ def _registers(c):
     return (c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7], c[8], c[9], c[10])
 
 
+@njit(inline="always", **_JIT)
+def _event_drive(out, r, offsets, cols, weight_t, bias, events):
+    """With ``events``: ``out`` = the current of time-major row ``r`` of a 0/1 input, the sum
+    of ``weight_t``'s rows of its active columns plus ``bias`` (the order of
+    ``embedding_bag``, then the bias)."""
+    if events:
+        out[:] = 0
+        for e in range(offsets[r], offsets[r + 1]):
+            w = weight_t[cols[e]]
+            for n in range(out.shape[0]):
+                out[n] += w[n]
+        for n in range(out.shape[0]):
+            out[n] += bias[n]
+
+
 @njit(nogil=True, cache=True, **_JIT)
 def forward_rows(
-    b0, b1, t0, t1, drive, row_step, row_sample, uniform, u_state, i_state, spikes, membrane,
-    hist_d, hist_a, c, noise, reset, record, shape, keep_d, keep_a, sample,
+    b0, b1, t0, t1, drive, row_step, row_sample, offsets, cols, weight_t, bias, uniform,
+    bases, cells, u_state, i_state, spikes, membrane, hist_d, hist_a, c, noise, counter,
+    events, reset, record, shape, keep_d, keep_a, sample,
 ):  # fmt: skip
     """Steps ``t0:t1`` of samples ``b0:b1``: spikes written at their steps, and with
     ``record``/``keep_d``/``keep_a`` the membranes ``U``, the surrogate derivatives ``D``
     (``shape``) and the pre-reset potentials ``A`` for the adjoint. ``u_state``/``i_state``
-    (n_samples, n_units) hold ``U``/``I`` at ``t0`` on entry and at ``t1`` on exit; ``drive``
-    rows are indexed from ``t0``. Arrays that are not read (``uniform`` when deterministic) or
-    not written may be any array of the spikes' shape. Without ``sample`` the spikes are read,
-    not drawn (replaying a block for the adjoint). The last seven arguments are compile-time
-    modes."""
+    (n_samples, n_units) hold ``U``/``I`` at ``t0`` on entry and at ``t1`` on exit.
+
+    The input current comes from ``drive`` rows (indexed from ``t0``), or with ``events``
+    from the active entries of a 0/1 input (time-major rows ``t * n_samples + b``:
+    ``offsets``, ``cols``) and the transposed weight ``weight_t`` plus ``bias``. The uniform
+    numbers come from ``uniform``, or with ``counter`` from the per-sample ``bases`` and the
+    hashed cells ``cells`` (n_steps, n_units) of :class:`sksnn.noise.CounterUniform`. Without
+    ``sample`` the spikes are read, not drawn (replaying a block for the adjoint). Arrays that
+    are not read or not written may be any array of their kind. The last nine arguments are
+    compile-time modes."""
     literally(sample)
     literally(noise)
+    literally(counter)
+    literally(events)
     literally(reset)
     literally(record)
     literally(shape)
     literally(keep_d)
     literally(keep_a)
     c = _registers(c)
-    n_units = u_state.shape[1]
+    n_samples, n_units = u_state.shape
     a_mem, a_syn, one, half = c[_A_MEM], c[_A_SYN], c[_ONE], c[_HALF]
     c_mem = one - a_mem
     high = a_mem >= half
+    scratch = np.empty(n_units if events else 0, dtype=u_state.dtype)
     fp_setting = _flush_subnormals()
     for b in range(b0, b1):
         u = u_state[b]
         i = i_state[b]
+        base = bases[b] if counter else np.uint32(0)
         for t in range(t0, t1):
-            d = drive[(t - t0) * row_step + b * row_sample]
+            if events:
+                _event_drive(scratch, t * n_samples + b, offsets, cols, weight_t, bias, events)
+                d = scratch
+            else:
+                d = drive[(t - t0) * row_step + b * row_sample]
             s_row = spikes[t, b]
             q_row = uniform[t, b]
+            cell_row = cells[t]
             m_row = membrane[t, b]
             d_row = hist_d[t, b]
             a_row = hist_a[t, b]
@@ -414,7 +487,8 @@ def forward_rows(
                 if keep_d:
                     d_row[n] = _surrogate(un, shape, c)
                 if sample:
-                    s = _spike(un, q_row[n], noise, c)
+                    q = _counter_number(base, cell_row[n]) if counter else q_row[n]
+                    s = _spike(un, q, noise, c)
                     s_row[n] = s
                 else:
                     s = s_row[n]
@@ -429,21 +503,25 @@ def forward_rows(
 
 @njit(nogil=True, cache=True, **_JIT)
 def adjoint_rows(
-    b0, b1, t0, t1, drive, row_step, row_sample, u_start, i_start, spikes,
-    grad_spikes, grad_membrane, hist_d, hist_a, gu_state, gi_state, grad_drive, g_step,
-    g_sample, c, reset, reset_grad, shape, has_gs, has_gm, recompute,
+    b0, b1, t0, t1, drive, row_step, row_sample, offsets, cols, weight_t, bias, u_start,
+    i_start, spikes, grad_spikes, grad_membrane, hist_d, hist_a, gu_state, gi_state,
+    grad_drive, g_step, g_sample, c, reset, reset_grad, shape, has_gs, has_gm, recompute,
+    events,
 ):  # fmt: skip
     """The adjoint over steps ``t0:t1`` of samples ``b0:b1`` (the whole recursion when called
     from the last block to the first).
 
     With ``recompute`` the block's surrogate derivatives and pre-reset potentials are
-    recomputed from ``U``/``I`` at ``t0`` (``u_start``/``i_start``), the ``drive`` and the
-    saved spikes; without, they are read from ``hist_d``/``hist_a`` (kept by the forward
+    recomputed from ``U``/``I`` at ``t0`` (``u_start``/``i_start``), the input current (as in
+    :func:`forward_rows`: ``drive`` rows, or with ``events`` the input's active entries) and
+    the saved spikes; without, they are read from ``hist_d``/``hist_a`` (kept by the forward
     pass). ``gu_state``/``gi_state`` hold ``dL/dU``/``dL/dI`` at ``t1`` on entry and at ``t0``
     on exit; ``dL/dP`` of each step goes to ``grad_drive`` (rows indexed from ``t0``).
     ``grad_spikes``/``grad_membrane`` are read only with ``has_gs``/``has_gm``. Arrays that
-    are not read may be any array of their kind. The last six arguments are compile-time modes.
+    are not read may be any array of their kind. The last seven arguments are compile-time
+    modes.
     """
+    literally(events)
     literally(reset)
     literally(reset_grad)
     literally(shape)
@@ -451,7 +529,7 @@ def adjoint_rows(
     literally(has_gm)
     literally(recompute)
     c = _registers(c)
-    n_units = spikes.shape[2]
+    n_samples, n_units = spikes.shape[1:]
     length = t1 - t0
     a_mem, a_syn, theta, one, zero = c[_A_MEM], c[_A_SYN], c[_THETA], c[_ONE], c[_ZERO]
     half = c[_HALF]
@@ -467,6 +545,7 @@ def adjoint_rows(
     u = np.empty(n_units, dtype=spikes.dtype)
     i = np.empty(n_units, dtype=spikes.dtype)
     e = np.empty(n_units, dtype=spikes.dtype)
+    scratch = np.empty(n_units if events else 0, dtype=spikes.dtype)
     fp_setting = _flush_subnormals()
     for b in range(b0, b1):
         hb = 0 if recompute else b
@@ -474,7 +553,12 @@ def adjoint_rows(
             u[:] = u_start[b]
             i[:] = i_start[b]
             for t in range(t0, t1):
-                d = drive[(t - t0) * row_step + b * row_sample]
+                if events:
+                    r = t * n_samples + b
+                    _event_drive(scratch, r, offsets, cols, weight_t, bias, events)
+                    d = scratch
+                else:
+                    d = drive[(t - t0) * row_step + b * row_sample]
                 s_row = spikes[t, b]
                 hd = hd3[t - t0, 0]
                 ha = ha3[t - t0, 0]
@@ -542,12 +626,15 @@ def specialised(kind: str, dtype, *modes):
         return entry
     i64 = types.int64
     a1, a2, a3 = (_array(np.dtype(dtype), n) for n in (1, 2, 3))
+    # the current: its rows and their strides, or the events and weights of a 0/1 input
+    current = (a2, i64, i64, _array(np.int32, 1), _array(np.int32, 1), a2, a1)
     if kind == "forward":
         kernel = forward_rows
-        head = (i64, i64, i64, i64, a2, i64, i64, a3, a2, a2, a3, a3, a3, a3, a1)
+        uniform = (a3, _array(np.uint32, 1), _array(np.uint32, 2))
+        head = (i64, i64, i64, i64, *current, *uniform, a2, a2, a3, a3, a3, a3, a1)
     else:
         kernel = adjoint_rows
-        head = (i64, i64, i64, i64, a2, i64, i64, a2, a2, a3, a3, a3, a3, a3, a2, a2, a2, i64)
+        head = (i64, i64, i64, i64, *current, a2, a2, a3, a3, a3, a3, a3, a2, a2, a2, i64)
         head += (i64, a1)
     signature = head + tuple(types.literal(mode) for mode in modes)
     with _entries_lock:
@@ -562,40 +649,20 @@ def specialised(kind: str, dtype, *modes):
 
 
 # --------------------------------------------------------------------------------------------
-# Counter-based uniform numbers (the inference noise of sksnn.noise.CounterNoise)
+# Event-driven weight gradient
 # --------------------------------------------------------------------------------------------
-
-_CELL_OFFSET = np.uint32(0x632BE5AB)
-_MIX_A = np.uint32(0x7FEB352D)
-_MIX_B = np.uint32(0x846CA68B)
-_SHIFT_8, _SHIFT_15, _SHIFT_16 = np.uint32(8), np.uint32(15), np.uint32(16)
-_UNIT = np.float32(1.0 / (1 << 24))
-
-
-@njit(inline="always", **_JIT)
-def _mix32(x):
-    # numba widens integer arithmetic to 64 bits: each step is cut back to 32
-    x = np.uint32(x ^ (x >> _SHIFT_16))
-    x = np.uint32(x * _MIX_A)
-    x = np.uint32(x ^ (x >> _SHIFT_15))
-    x = np.uint32(x * _MIX_B)
-    return np.uint32(x ^ (x >> _SHIFT_16))
 
 
 @njit(nogil=True, cache=True, **_JIT)
-def counter_uniform(b0, b1, bases, out):
-    """``out[t, b, n]`` for samples ``b0:b1``: the uniform number of cell ``t * n_units + n``
-    of a sample with hashed key ``bases[b]`` (uint32), on the 2**-24 grid of [0, 1).
-
-    The numbers of :class:`sksnn.noise.CounterNoise`, bit for bit: the hash of the sample's
-    base plus the hash of the cell index (32-bit arithmetic wraps as its masks do)."""
-    n_steps, _, n_units = out.shape
-    for b in range(b0, b1):
-        base = bases[b]
-        for t in range(n_steps):
-            row = out[t, b]
-            first = np.uint32(t * n_units)
-            for n in range(n_units):
-                cell = _mix32(np.uint32(np.uint32(first + np.uint32(n)) + _CELL_OFFSET))
-                bits = _mix32(np.uint32(base + cell))
-                row[n] = np.float32(np.uint32(bits >> _SHIFT_8)) * _UNIT
+def scatter_rows(n0, n1, keys, cols, grad, out):
+    """``out[cols[e], n0:n1] += grad[keys[e], n0:n1]`` for every entry ``e`` in order: the
+    product ``X^T grad`` of a 0/1 matrix ``X`` active at ``(keys, cols)``, for the columns
+    ``n0:n1`` of ``grad``. Threads split the columns, so that each sums its entries in the
+    same order whatever their number."""
+    for e in range(keys.shape[0]):
+        # slices, so that the loop starts at 0: an index of unknown sign would be checked
+        # for wrap-around in every iteration, which stops the loop vectorising
+        g = grad[keys[e], n0:n1]
+        o = out[cols[e], n0:n1]
+        for n in range(o.shape[0]):
+            o[n] += g[n]

@@ -16,6 +16,7 @@ from torch import Tensor
 
 from .._sparse import StepPattern
 from ..neuron import LIFParameters
+from ..noise import CounterUniform
 
 __all__ = ["Engine", "LayerInput", "memory_rows", "project"]
 
@@ -73,7 +74,7 @@ class Engine:
         self,
         drive: Tensor,
         params: LIFParameters,
-        uniform: Tensor | None,
+        uniform: Tensor | CounterUniform | None,
         recurrent_weight: Tensor | None,
         record_membrane: bool,
     ) -> tuple[Tensor, Tensor | None]:
@@ -84,8 +85,10 @@ class Engine:
         drive : Tensor, shape (n_steps, n_samples, n_units)
             Feed-forward input current; may be an expanded (stride-0) view.
         params : LIFParameters
-        uniform : Tensor of the shape of ``drive``, or None
-            Uniform [0, 1) numbers for the Bernoulli spikes; required when ``T > 0``.
+        uniform : Tensor of the shape of ``drive``, CounterUniform, or None
+            Uniform [0, 1) numbers for the Bernoulli spikes; required when ``T > 0``. A
+            :class:`~sksnn.noise.CounterUniform` describes them without drawing them: an
+            engine computes them where it uses them or asks for the array (the same numbers).
         recurrent_weight : Tensor, shape (n_units, n_units), optional
             ``V``; the recurrent current is ``S[n] @ V.T``.
         record_membrane : bool
@@ -98,7 +101,7 @@ class Engine:
         layer_input: LayerInput,
         weight: Tensor,
         params: LIFParameters,
-        uniform: Tensor | None,
+        uniform: Tensor | CounterUniform | None,
         recurrent_weight: Tensor | None,
         record_membrane: bool,
         bias: Tensor | None = None,

@@ -38,6 +38,7 @@ from torch import Tensor
 
 from .._parallel import map_threads
 from ..neuron import LIFParameters
+from ..noise import CounterUniform, cell_hashes
 from ._fused import _DenseLayout, _is_batch_major, _needs_grad, _source
 from ._fused_steps import block_length, blocks_of
 from .base import is_constant_in_time, project
@@ -132,7 +133,7 @@ def _modes(
     """The kernels' modes for a layer, or None where the compiled loops do not apply."""
     if like.device.type != "cpu" or like.dtype not in (torch.float32, torch.float64):
         return None
-    if uniform is not None and uniform.dtype != like.dtype:
+    if isinstance(uniform, Tensor) and uniform.dtype != like.dtype:
         return None  # torch compares in the wider type, the kernels in the layer's
     form = params.surrogate.compiled_form()
     noise = params.escape_noise.compiled_form() if params.stochastic else "deterministic"
@@ -255,15 +256,17 @@ def _forward(source, shape, like, recurrent_weight, params, modes, uniform, reco
         s_np if x is None else x.numpy()
         for x in (saved.membrane, saved.derivative, saved.pre_reset)
     )
-    # broadcast as torch would (and refused if it cannot be): the kernels check no bounds
-    q_np = _history(uniform.expand(shape), dtype) if modes.noise else s_np
+    numbers = _Numbers(uniform, shape, dtype, s_np) if modes.noise else _Numbers.unused(s_np)
     u_np, i_np = u_state.numpy(), i_state.numpy()
     c = _constants(params, modes, dtype)
+    events = _Events.of(source, dtype) if recurrent_weight is None else None
     surrogate = modes.shape if keep_d else 0  # unused otherwise: one specialisation
     kernel = specialised(
         "forward",
         s_np.dtype,
         modes.noise,
+        numbers.counter,
+        events is not None,
         modes.reset,
         bool(record),
         surrogate,
@@ -281,20 +284,92 @@ def _forward(source, shape, like, recurrent_weight, params, modes, uniform, reco
         if saved.checkpoints is not None:
             saved.checkpoints[k, 0].copy_(u_state)
             saved.checkpoints[k, 1].copy_(i_state)
+        if events is not None:
+            args = (start, stop, *events.arguments(s_np), *numbers.arguments())
+            args += (u_np, i_np, s_np, *outputs, c)
+            _over_samples(kernel, n_samples, (stop - start) * n_samples * n_units, args)
+            continue
         drive, row_step, row_sample = _rows(source.block(start, stop))
+        current_rows = (drive, row_step, row_sample, *_Events.unused(s_np))
         if recurrent_weight is None:
-            args = (start, stop, drive, row_step, row_sample, q_np, u_np, i_np, s_np)
+            args = (start, stop, *current_rows, *numbers.arguments(), u_np, i_np, s_np)
             args += (*outputs, c)
             _over_samples(kernel, n_samples, (stop - start) * n_samples * n_units, args)
             continue
         # one step at a time, the recurrent current S[t] V^T added between steps as the
         # reference loop adds it (a product, then a sum)
         for t in range(start, stop):
-            rows = drive[(t - start) * row_step :]
-            args = (t, t + 1, rows, row_step, row_sample, q_np, u_np, i_np, s_np, *outputs, c)
+            rows = (drive[(t - start) * row_step :], *current_rows[1:])
+            args = (t, t + 1, *rows, *numbers.arguments(), u_np, i_np, s_np, *outputs, c)
             kernel(0, n_samples, *args)  # one step: less work than a hand-over to the pool
             i_state.add_(torch.mm(saved.spikes[t], recurrent_t, out=current))
     return saved
+
+
+class _Numbers:
+    """The uniform numbers as the forward kernel takes them: an array (``counter`` False) or
+    the per-sample bases and hashed cells of a :class:`~sksnn.noise.CounterUniform`."""
+
+    _NO_BASES = np.zeros(1, dtype=np.uint32)
+    _NO_CELLS = np.zeros((1, 1), dtype=np.uint32)
+
+    def __init__(self, uniform, shape, dtype, like_np) -> None:
+        if isinstance(uniform, CounterUniform):
+            uniform.check_shape(shape)
+            self.counter = True
+            self.array = like_np
+            self.bases = uniform.bases.numpy().astype(np.uint32)
+            self.cells = cell_hashes(shape[0], shape[2])
+        else:
+            self.counter = False
+            # broadcast as torch would (and refused if it cannot be): the kernels check no
+            # bounds
+            self.array = _history(uniform.expand(shape), dtype)
+            self.bases, self.cells = self._NO_BASES, self._NO_CELLS
+
+    @classmethod
+    def unused(cls, like_np) -> _Numbers:
+        numbers = cls.__new__(cls)
+        numbers.counter = False
+        numbers.array, numbers.bases, numbers.cells = like_np, cls._NO_BASES, cls._NO_CELLS
+        return numbers
+
+    def arguments(self) -> tuple:
+        return self.array, self.bases, self.cells
+
+
+class _Events:
+    """The active entries of a layer's 0/1 input with its transposed weight and bias, as the
+    kernels take them to compute the input current where they use it."""
+
+    _NO_INDEX = np.zeros(1, dtype=np.int32)
+
+    def __init__(self, pattern, weight_t: Tensor, bias: Tensor) -> None:
+        self.offsets = np.ascontiguousarray(pattern.offsets.numpy(), dtype=np.int32)
+        self.cols = np.ascontiguousarray(pattern.cols.numpy(), dtype=np.int32)
+        self.weight_t = weight_t.numpy()
+        self.bias = bias.numpy()
+
+    @classmethod
+    def of(cls, source, dtype: torch.dtype) -> _Events | None:
+        """The events of a pattern source on the CPU, else None (a dense drive)."""
+        if not source.checkpointed:
+            return None
+        weight_t = source.weight_t.to(dtype).contiguous()
+        n_units = weight_t.shape[1]
+        bias = weight_t.new_zeros(n_units) if source.bias is None else source.bias.to(dtype)
+        return cls(source.pattern, weight_t, bias.contiguous())
+
+    def arguments(self, like_np: np.ndarray) -> tuple:
+        """The kernels' current arguments: no rows, then the events."""
+        rows = like_np.reshape(-1, like_np.shape[-1])
+        return rows, 0, 0, self.offsets, self.cols, self.weight_t, self.bias
+
+    @classmethod
+    def unused(cls, like_np: np.ndarray) -> tuple:
+        """Placeholders for the events of a drive given as rows."""
+        rows = like_np.reshape(-1, like_np.shape[-1])
+        return cls._NO_INDEX, cls._NO_INDEX, rows, rows[0]
 
 
 @dataclass
@@ -346,19 +421,21 @@ class _CompiledLIF(torch.autograd.Function):
         n_steps, n_samples, n_units = spikes.shape
         grad_first = torch.empty_like(x) if need_first else None
         grad_weight_t = grad_rec = None
+        if need_weight:
+            grad_weight_t = weight.new_zeros(weight.shape[1], weight.shape[0])
         grad_bias = weight.new_zeros(weight.shape[0]) if need_bias else None
+        events = _Events.of(source, spikes.dtype) if rec is None else None
         blocks = blocks_of(n_steps, block_length(n_steps, n_samples, n_units, True))
         for k in reversed(range(len(blocks))):
             start, stop = blocks[k]
-            drive = source.block(start, stop)
+            current = events if events is not None else source.block(start, stop)
             gp = spikes.new_empty(stop - start, n_samples, n_units)
-            adjoint.run(start, stop, gp, None, None, (drive, checkpoints[k]))
+            adjoint.run(start, stop, gp, None, None, (current, checkpoints[k]))
             flat = gp.view(-1, n_units)
             if grad_bias is not None:
                 grad_bias.add_(flat.sum(0))
             if need_weight:
-                g_w = source.pattern.t_matmul(flat, start, stop)
-                grad_weight_t = g_w if grad_weight_t is None else grad_weight_t.add_(g_w)
+                _weight_grad(source.pattern, start, stop, flat, grad_weight_t)
             if grad_first is not None:
                 grad_first[start:stop] = (flat @ weight).view(stop - start, n_samples, -1)
             if need_rec:
@@ -366,6 +443,27 @@ class _CompiledLIF(torch.autograd.Function):
                 grad_rec = g_v if grad_rec is None else grad_rec.add_(g_v)
         grad_weight = grad_weight_t.t() if need_weight else None
         return grad_first, grad_weight, grad_bias, grad_rec, None, None, None, None, None
+
+
+def _weight_grad(pattern, start: int, stop: int, grad: Tensor, out: Tensor) -> None:
+    """``out += X_block^T grad`` for the 0/1 input ``X`` of steps ``start:stop`` (its rows in
+    the order of ``grad``'s), entry by entry; threads split ``out``'s columns."""
+    from ._kernels import scatter_rows
+
+    k0, _, e0, e1 = pattern._range(start, stop)
+    keys = (pattern.keys[e0:e1] - k0).numpy()
+    cols = pattern.cols[e0:e1].numpy()
+    grad_np, out_np = grad.numpy(), out.numpy()
+    width = out.shape[1]
+    n_parts = max(1, min(torch.get_num_threads(), width // 16))
+    if grad.numel() < _PARALLEL_CELLS or n_parts == 1:
+        scatter_rows(0, width, keys, cols, grad_np, out_np)
+        return
+    # column ranges of whole 16-float (64-byte) lines: threads never share a cache line
+    bounds = [round(width * k / n_parts / 16) * 16 for k in range(n_parts)] + [width]
+    map_threads(
+        lambda k: scatter_rows(bounds[k], bounds[k + 1], keys, cols, grad_np, out_np), n_parts
+    )
 
 
 def _recurrent_grad(grad_drive: Tensor, spikes: Tensor) -> Tensor:
@@ -393,7 +491,7 @@ class _Adjoint:
         self.gi = spikes.new_zeros(n_samples, n_units)
         self.cells = n_samples * n_units
 
-    def _kernel(self, recompute: bool, has_gs: bool):
+    def _kernel(self, recompute: bool, has_gs: bool, events: bool = False):
         from ._kernels import specialised
 
         m = self.modes
@@ -407,6 +505,7 @@ class _Adjoint:
             has_gs,
             self.has_gm,
             recompute,
+            events,
         )
 
     def run(self, start, stop, grad_drive, derivative, pre_reset, block) -> None:
@@ -419,17 +518,22 @@ class _Adjoint:
         if self.rec is None:
             has_gs = self.gs_np is not None
             gs_np = self.gs_np if has_gs else s_np
-            kernel = self._kernel(block is not None, has_gs)
+            events = block is not None and isinstance(block[0], _Events)
+            kernel = self._kernel(block is not None, has_gs, events)
             if block is None:
                 d_np = derivative.numpy()
                 a_np = s_np if pre_reset is None else pre_reset.numpy()
-                args = (start, stop, gu, 0, 0, gu, gu, s_np, gs_np, gm_np, d_np, a_np)
+                current = (gu, 0, 0, *_Events.unused(s_np[0]))
+                args = (start, stop, *current, gu, gu, s_np, gs_np, gm_np, d_np, a_np)
                 args += (gu, gi, g_rows, g_step, g_sample, c)
             else:
-                drive, checkpoint = block
-                d_rows, row_step, row_sample = _rows(drive)
+                current, checkpoint = block
+                if events:
+                    current = current.arguments(s_np[0])
+                else:
+                    current = (*_rows(current), *_Events.unused(s_np[0]))
                 u0, i0 = checkpoint[0].numpy(), checkpoint[1].numpy()
-                args = (start, stop, d_rows, row_step, row_sample, u0, i0, s_np, gs_np, gm_np)
+                args = (start, stop, *current, u0, i0, s_np, gs_np, gm_np)
                 args += (s_np, s_np, gu, gi, g_rows, g_step, g_sample, c)
             _over_samples(kernel, self.spikes.shape[1], (stop - start) * self.cells, args)
             return
@@ -451,8 +555,18 @@ class _Adjoint:
             else:
                 torch.addmm(self.grad_spikes[t], self.gi, self.rec, out=g_s[0])
             rows = g_rows[(t - start) * g_step :]
-            args = (0, 1, gu, 0, 0, gu, gu, s_np[t : t + 1], g_s_np, gm_np[t : t + 1])
-            args += (d_np[j : j + 1], a_np[j : j + 1], gu, gi, rows, g_step, g_sample, c)
+            args = (0, 1, gu, 0, 0, *_Events.unused(gu), gu, gu, s_np[t : t + 1], g_s_np)
+            args += (
+                gm_np[t : t + 1],
+                d_np[j : j + 1],
+                a_np[j : j + 1],
+                gu,
+                gi,
+                rows,
+                g_step,
+                g_sample,
+                c,
+            )
             kernel(0, self.spikes.shape[1], *args)  # one step: as in the forward pass
 
     def _replay(self, start, stop, drive, checkpoint):
@@ -472,9 +586,20 @@ class _Adjoint:
         u, i = checkpoint[0].clone().numpy(), checkpoint[1].clone().numpy()
         d_rows, row_step, row_sample = _rows(drive.view(stop - start, -1, n_units))
         kernel = specialised(
-            "forward", self.s_np.dtype, 0, m.reset, False, m.shape, True, keep_a, False
+            "forward",
+            self.s_np.dtype,
+            0,
+            False,
+            False,
+            m.reset,
+            False,
+            m.shape,
+            True,
+            keep_a,
+            False,
         )
-        args = (0, stop - start, d_rows, row_step, row_sample, s_blk, u, i, s_blk, s_blk)
+        args = (0, stop - start, d_rows, row_step, row_sample, *_Events.unused(s_blk))
+        args += (*_Numbers.unused(s_blk).arguments(), u, i, s_blk, s_blk)
         args += (derivative.numpy(), a_np, self.c)
         _over_samples(kernel, self.spikes.shape[1], (stop - start) * self.cells, args)
         return derivative, pre_reset

@@ -10,6 +10,7 @@ from __future__ import annotations
 from torch import Tensor
 
 from .._sparse import BinaryPattern, StepPattern, binary_linear, binary_pattern
+from ..noise import as_tensor
 from ._fused import lif_fused, lif_fused_projected
 from .base import Engine, LayerInput, is_constant_in_time, memory_rows, project
 
@@ -25,6 +26,7 @@ class FusedEngine(Engine):
     bytes_per_unit_step = 24
 
     def run_currents(self, drive, params, uniform, recurrent_weight, record_membrane):
+        uniform = as_tensor(uniform, drive.shape)
         return lif_fused(drive, params, uniform, recurrent_weight, record_membrane)
 
     def run_layer(
@@ -36,6 +38,8 @@ class FusedEngine(Engine):
         if pattern is None:
             drive = project(layer_input.values, weight, bias=bias)
             return self.run_currents(drive, params, uniform, recurrent_weight, record_membrane)
+        shape = (layer_input.n_steps, layer_input.n_samples, weight.shape[0])
+        uniform = as_tensor(uniform, shape)
         return lif_fused_projected(
             layer_input.values,
             weight,

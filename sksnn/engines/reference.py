@@ -10,6 +10,7 @@ import torch
 from torch import Tensor
 
 from ..neuron import LIFParameters, spike
+from ..noise import as_tensor
 from .base import Engine
 
 __all__ = ["ReferenceEngine", "lif_reference"]
@@ -23,6 +24,7 @@ class ReferenceEngine(Engine):
     bytes_per_unit_step = 32
 
     def run_currents(self, drive, params, uniform, recurrent_weight, record_membrane):
+        uniform = as_tensor(uniform, drive.shape)
         return lif_reference(drive, params, uniform, recurrent_weight, record_membrane)
 
 
