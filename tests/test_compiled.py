@@ -38,9 +38,17 @@ from sksnn.surrogates import Surrogate, get_escape_noise, get_surrogate
 ULPS = {torch.float64: 1e-14, torch.float32: 4e-6}
 
 
-def _assert_same(params, dtype, stochastic, record, rtol, recurrent=False):
+def _assert_same(params, dtype, stochastic, record, rtol, recurrent=False, shape=(30, 8, 12)):
     return _lif_assert_same(
-        params, dtype, recurrent, stochastic, record, rtol, engine="compiled", ulps=ULPS[dtype]
+        params,
+        dtype,
+        recurrent,
+        stochastic,
+        record,
+        rtol,
+        shape=shape,
+        engine="compiled",
+        ulps=ULPS[dtype],
     )
 
 
@@ -134,6 +142,18 @@ def test_gradients_match_reference(reset, detach, temperature, recurrent):
         (torch.float32, True, RTOL32),
     ]:
         _assert_same(params, dtype, temperature > 0, record, rtol, recurrent=recurrent)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("n_units", [33, 70, 96])
+def test_recurrent_layers_wider_than_a_spike_summary(dtype, n_units):
+    """The recurrent current is summed from the spiking units, found through a 32-bit summary
+    of each step's spikes (bit ``n mod 32``): layers of more units than bits, not a multiple
+    of 32, at spike rates of tens of percent, against the reference's matrix product."""
+    rtol = RTOL32 if dtype == torch.float32 else RTOL64
+    for reset in ("zero", "subtract"):
+        params = _params(reset, False, 0.2)
+        _assert_same(params, dtype, True, True, rtol, recurrent=True, shape=(25, 5, n_units))
 
 
 @pytest.mark.parametrize(

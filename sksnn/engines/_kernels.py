@@ -429,11 +429,42 @@ def _event_drive(out, r, offsets, cols, weight_t, bias, events):
             out[n] += bias[n]
 
 
+_LANE_BITS = np.uint32(31)
+_BIT = np.uint32(1)
+
+
+@njit(inline="always", **_JIT)
+def _spike_bit(s, n):
+    """Bit ``n mod 32`` set where the spike ``s`` (0 or 1) is 1: OR-ed over a step's units,
+    a summary of where its few spikes are that the unit loop computes without a branch."""
+    return np.uint32(s) << (np.uint32(n) & _LANE_BITS)
+
+
+@njit(inline="always", **_JIT)
+def _feed_back(i, fed_back, s_row, recurrent_t, spiked):
+    """``i += s_row @ V^T``: the sum of the rows of ``recurrent_t`` (``V^T``) of the spiking
+    units, added to ``i`` once summed (as a product's result would be). ``spiked`` is the OR
+    of :func:`_spike_bit` over the units: only units ``n`` whose bit ``n mod 32`` is set are
+    looked at, which skips most of a row of few spikes."""
+    if spiked == 0:
+        return
+    fed_back[:] = 0
+    for k in range(32):
+        if (spiked >> np.uint32(k)) & _BIT:
+            for j in range(k, s_row.shape[0], 32):
+                if s_row[j] != 0:
+                    w = recurrent_t[j]
+                    for n in range(fed_back.shape[0]):
+                        fed_back[n] += w[n]
+    for n in range(fed_back.shape[0]):
+        i[n] += fed_back[n]
+
+
 @njit(nogil=True, cache=True, **_JIT)
 def forward_rows(
     b0, b1, t0, t1, drive, row_step, row_sample, offsets, cols, weight_t, bias, uniform,
-    bases, cells, u_state, i_state, spikes, membrane, hist_d, hist_a, c, noise, counter,
-    events, reset, record, shape, keep_d, keep_a, sample,
+    bases, cells, recurrent_t, u_state, i_state, spikes, membrane, hist_d, hist_a, c, noise,
+    counter, events, recurrent, reset, record, shape, keep_d, keep_a, sample,
 ):  # fmt: skip
     """Steps ``t0:t1`` of samples ``b0:b1``: spikes written at their steps, and with
     ``record``/``keep_d``/``keep_a`` the membranes ``U``, the surrogate derivatives ``D``
@@ -444,14 +475,18 @@ def forward_rows(
     from the active entries of a 0/1 input (time-major rows ``t * n_samples + b``:
     ``offsets``, ``cols``) and the transposed weight ``weight_t`` plus ``bias``. The uniform
     numbers come from ``uniform``, or with ``counter`` from the per-sample ``bases`` and the
-    hashed cells ``cells`` (n_steps, n_units) of :class:`sksnn.noise.CounterUniform`. Without
-    ``sample`` the spikes are read, not drawn (replaying a block for the adjoint). Arrays that
-    are not read or not written may be any array of their kind. The last nine arguments are
-    compile-time modes."""
+    hashed cells ``cells`` (n_steps, n_units) of :class:`sksnn.noise.CounterUniform`. With
+    ``recurrent`` the current of step ``t + 1`` also gains ``S[t] V^T``, the rows of
+    ``recurrent_t`` (``V^T``) of the units that spiked: spikes are 0/1 and few, so the sample's
+    own spikes make its recurrent current without a matrix product. Without ``sample`` the
+    spikes are read, not drawn (replaying a block for the adjoint). Arrays that are not read or
+    not written may be any array of their kind. The last ten arguments are compile-time
+    modes."""
     literally(sample)
     literally(noise)
     literally(counter)
     literally(events)
+    literally(recurrent)
     literally(reset)
     literally(record)
     literally(shape)
@@ -463,6 +498,7 @@ def forward_rows(
     c_mem = one - a_mem
     high = a_mem >= half
     scratch = np.empty(n_units if events else 0, dtype=u_state.dtype)
+    fed_back = np.empty(n_units if recurrent else 0, dtype=u_state.dtype)
     fp_setting = _flush_subnormals()
     for b in range(b0, b1):
         u = u_state[b]
@@ -480,6 +516,7 @@ def forward_rows(
             m_row = membrane[t, b]
             d_row = hist_d[t, b]
             a_row = hist_a[t, b]
+            spiked = np.uint32(0)
             for n in range(n_units):
                 un = u[n]
                 if record:
@@ -498,6 +535,10 @@ def forward_rows(
                     a_row[n] = a
                 u[n] = _reset(a, s, reset, c)
                 i[n] = d[n] + a_syn * i[n]
+                if recurrent:
+                    spiked |= _spike_bit(s, n)
+            if recurrent:
+                _feed_back(i, fed_back, s_row, recurrent_t, spiked)
     _restore_fp(fp_setting)
 
 
@@ -631,7 +672,7 @@ def specialised(kind: str, dtype, *modes):
     if kind == "forward":
         kernel = forward_rows
         uniform = (a3, _array(np.uint32, 1), _array(np.uint32, 2))
-        head = (i64, i64, i64, i64, *current, *uniform, a2, a2, a3, a3, a3, a3, a1)
+        head = (i64, i64, i64, i64, *current, *uniform, a2, a2, a2, a3, a3, a3, a3, a1)
     else:
         kernel = adjoint_rows
         head = (i64, i64, i64, i64, *current, a2, a2, a3, a3, a3, a3, a3, a2, a2, a2, i64)

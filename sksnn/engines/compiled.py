@@ -3,22 +3,26 @@
 The fused engine (:mod:`sksnn.engines.fused`) runs a dozen torch operations per time step;
 on a CPU their dispatch and their passes over memory, not the arithmetic, cost most of a
 training step. Here the forward loop and the adjoint (:mod:`sksnn.engines._kernels`) each run
-all steps of a sample in one compiled loop, samples split over torch's threads. The inputs
-and their projections are handled as in the fused engine: a layer driven by dense currents
-keeps the surrogate derivatives (and, for a differentiable zero reset, the pre-reset
-potentials) for the adjoint, as the fused engine keeps its histories; the currents of sparse
-0/1 inputs are recomputed block by block from checkpoints, and the adjoint recomputes each
-block's derivatives with them.
+all steps of a sample in one compiled loop, samples split over torch's threads. A layer driven
+by dense currents keeps the surrogate derivatives (and, for a differentiable zero reset, the
+pre-reset potentials) for the adjoint, as the fused engine keeps its histories. A layer whose
+input is 0/1 and sparse takes the input's events: the loops add the weight rows of the active
+inputs where they need a step's current, the forward pass keeps checkpoints of ``U`` and ``I``
+every block of steps, the adjoint recomputes each block from its checkpoint, and the weight
+gradient is scattered event by event. Counter-based uniform numbers
+(:class:`~sksnn.noise.CounterUniform`) are computed where each spike is drawn, never stored.
+
+A recurrent layer adds ``S[t] V^T`` inside the forward loop, from the rows of ``V^T`` of the
+units that spiked (spikes are 0/1 and few); its adjoint runs one compiled step at a time with
+``dL/dI[t+1] V`` a torch (BLAS) product between steps, that product being dense.
 
 The compiled loops serve CPU tensors of float32 or float64, the built-in escape noises and the
 surrogates that name a compiled form (:meth:`~sksnn.surrogates.Surrogate.compiled_form`);
 anything else (CUDA, a user-defined surrogate) runs on the fused engine's torch path, with the
-same results. A recurrent layer runs the compiled loops one step at a time, with the
-recurrent product ``S[t] V^T`` (and ``dL/dI[t+1] V`` in the adjoint) a torch product between
-steps; its sparse-input blocks are replayed from their checkpoints with the saved spikes.
-Spikes agree with the reference loop's, membranes and gradients to round-off: the compiled
-loop evaluates ``exp`` with its own polynomial and lets the compiler fuse multiply-adds, so a
-spike could only differ where the potential lies within an ulp of its threshold or noise draw.
+same results. Spikes agree with the reference loop's, membranes and gradients to round-off:
+the compiled loop evaluates ``exp`` with its own polynomial, sums event currents in its own
+order and lets the compiler fuse multiply-adds, so a spike could only differ where the
+potential lies within an ulp of its threshold or noise draw.
 
 The first use of each configuration compiles its loops (a few seconds), after which numba's
 disk cache serves every later process.
@@ -259,7 +263,8 @@ def _forward(source, shape, like, recurrent_weight, params, modes, uniform, reco
     numbers = _Numbers(uniform, shape, dtype, s_np) if modes.noise else _Numbers.unused(s_np)
     u_np, i_np = u_state.numpy(), i_state.numpy()
     c = _constants(params, modes, dtype)
-    events = _Events.of(source, dtype) if recurrent_weight is None else None
+    events = _Events.of(source, dtype)
+    fed_back = _feedback_rows(recurrent_weight, s_np)
     surrogate = modes.shape if keep_d else 0  # unused otherwise: one specialisation
     kernel = specialised(
         "forward",
@@ -267,6 +272,7 @@ def _forward(source, shape, like, recurrent_weight, params, modes, uniform, reco
         modes.noise,
         numbers.counter,
         events is not None,
+        recurrent_weight is not None,
         modes.reset,
         bool(record),
         surrogate,
@@ -277,33 +283,26 @@ def _forward(source, shape, like, recurrent_weight, params, modes, uniform, reco
     blocks = blocks_of(n_steps, block_length(*shape, True) if source.checkpointed else n_steps)
     if for_backward and source.checkpointed:
         saved.checkpoints = like.new_empty(len(blocks), 2, n_samples, n_units)
-    if recurrent_weight is not None:
-        recurrent_t = recurrent_weight.t()
-        current = like.new_empty(n_samples, n_units)
     for k, (start, stop) in enumerate(blocks):
         if saved.checkpoints is not None:
             saved.checkpoints[k, 0].copy_(u_state)
             saved.checkpoints[k, 1].copy_(i_state)
         if events is not None:
-            args = (start, stop, *events.arguments(s_np), *numbers.arguments())
-            args += (u_np, i_np, s_np, *outputs, c)
-            _over_samples(kernel, n_samples, (stop - start) * n_samples * n_units, args)
-            continue
-        drive, row_step, row_sample = _rows(source.block(start, stop))
-        current_rows = (drive, row_step, row_sample, *_Events.unused(s_np))
-        if recurrent_weight is None:
-            args = (start, stop, *current_rows, *numbers.arguments(), u_np, i_np, s_np)
-            args += (*outputs, c)
-            _over_samples(kernel, n_samples, (stop - start) * n_samples * n_units, args)
-            continue
-        # one step at a time, the recurrent current S[t] V^T added between steps as the
-        # reference loop adds it (a product, then a sum)
-        for t in range(start, stop):
-            rows = (drive[(t - start) * row_step :], *current_rows[1:])
-            args = (t, t + 1, *rows, *numbers.arguments(), u_np, i_np, s_np, *outputs, c)
-            kernel(0, n_samples, *args)  # one step: less work than a hand-over to the pool
-            i_state.add_(torch.mm(saved.spikes[t], recurrent_t, out=current))
+            current = events.arguments(s_np)
+        else:
+            current = (*_rows(source.block(start, stop)), *_Events.unused(s_np))
+        args = (start, stop, *current, *numbers.arguments(), fed_back, u_np, i_np, s_np)
+        args += (*outputs, c)
+        _over_samples(kernel, n_samples, (stop - start) * n_samples * n_units, args)
     return saved
+
+
+def _feedback_rows(recurrent_weight: Tensor | None, like_np: np.ndarray) -> np.ndarray:
+    """``V^T`` as C-contiguous rows (row ``j``: the currents unit ``j``'s spike adds), or a
+    placeholder for a layer without recurrence."""
+    if recurrent_weight is None:
+        return like_np.reshape(-1, like_np.shape[-1])
+    return recurrent_weight.detach().t().contiguous().numpy()
 
 
 class _Numbers:
@@ -345,6 +344,7 @@ class _Events:
     _NO_INDEX = np.zeros(1, dtype=np.int32)
 
     def __init__(self, pattern, weight_t: Tensor, bias: Tensor) -> None:
+        self.n_samples = pattern.n_samples
         self.offsets = np.ascontiguousarray(pattern.offsets.numpy(), dtype=np.int32)
         self.cols = np.ascontiguousarray(pattern.cols.numpy(), dtype=np.int32)
         self.weight_t = weight_t.numpy()
@@ -360,10 +360,14 @@ class _Events:
         bias = weight_t.new_zeros(n_units) if source.bias is None else source.bias.to(dtype)
         return cls(source.pattern, weight_t, bias.contiguous())
 
-    def arguments(self, like_np: np.ndarray) -> tuple:
-        """The kernels' current arguments: no rows, then the events."""
+    def arguments(self, like_np: np.ndarray, start: int = 0, stop: int | None = None) -> tuple:
+        """The kernels' current arguments: no rows, then the events; with ``start``/``stop``
+        those of steps ``start:stop``, numbered from 0."""
         rows = like_np.reshape(-1, like_np.shape[-1])
-        return rows, 0, 0, self.offsets, self.cols, self.weight_t, self.bias
+        offsets = self.offsets
+        if stop is not None:
+            offsets = offsets[start * self.n_samples : stop * self.n_samples + 1]
+        return rows, 0, 0, offsets, self.cols, self.weight_t, self.bias
 
     @classmethod
     def unused(cls, like_np: np.ndarray) -> tuple:
@@ -424,7 +428,7 @@ class _CompiledLIF(torch.autograd.Function):
         if need_weight:
             grad_weight_t = weight.new_zeros(weight.shape[1], weight.shape[0])
         grad_bias = weight.new_zeros(weight.shape[0]) if need_bias else None
-        events = _Events.of(source, spikes.dtype) if rec is None else None
+        events = _Events.of(source, spikes.dtype)
         blocks = blocks_of(n_steps, block_length(n_steps, n_samples, n_units, True))
         for k in reversed(range(len(blocks))):
             start, stop = blocks[k]
@@ -490,6 +494,7 @@ class _Adjoint:
         self.gu = spikes.new_zeros(n_samples, n_units)
         self.gi = spikes.new_zeros(n_samples, n_units)
         self.cells = n_samples * n_units
+        self.rec_t = None if recurrent_weight is None else _feedback_rows(recurrent_weight, None)
 
     def _kernel(self, recompute: bool, has_gs: bool, events: bool = False):
         from ._kernels import specialised
@@ -569,28 +574,31 @@ class _Adjoint:
             )
             kernel(0, self.spikes.shape[1], *args)  # one step: as in the forward pass
 
-    def _replay(self, start, stop, drive, checkpoint):
+    def _replay(self, start, stop, current, checkpoint):
         """The block's surrogate derivatives and pre-reset potentials, recomputed with its
         saved spikes from its checkpoint; the recurrent currents come from those spikes."""
         from ._kernels import RESETS, specialised
 
         m = self.modes
-        n_units = self.spikes.shape[-1]
         block_spikes = self.spikes[start:stop]
-        drive.view(-1, n_units).addmm_(block_spikes.reshape(-1, n_units), self.rec.t())
         derivative = torch.empty_like(block_spikes)
         keep_a = m.reset_grad and m.reset == RESETS["zero"]
         pre_reset = torch.empty_like(block_spikes) if keep_a else None
         s_blk = block_spikes.numpy()
         a_np = s_blk if pre_reset is None else pre_reset.numpy()
         u, i = checkpoint[0].clone().numpy(), checkpoint[1].clone().numpy()
-        d_rows, row_step, row_sample = _rows(drive.view(stop - start, -1, n_units))
+        events = isinstance(current, _Events)
+        if events:
+            current = current.arguments(s_blk, start, stop)
+        else:
+            current = (*_rows(current), *_Events.unused(s_blk))
         kernel = specialised(
             "forward",
             self.s_np.dtype,
             0,
             False,
-            False,
+            events,
+            True,
             m.reset,
             False,
             m.shape,
@@ -598,8 +606,7 @@ class _Adjoint:
             keep_a,
             False,
         )
-        args = (0, stop - start, d_rows, row_step, row_sample, *_Events.unused(s_blk))
-        args += (*_Numbers.unused(s_blk).arguments(), u, i, s_blk, s_blk)
-        args += (derivative.numpy(), a_np, self.c)
+        args = (0, stop - start, *current, *_Numbers.unused(s_blk).arguments(), self.rec_t)
+        args += (u, i, s_blk, s_blk, derivative.numpy(), a_np, self.c)
         _over_samples(kernel, self.spikes.shape[1], (stop - start) * self.cells, args)
         return derivative, pre_reset
