@@ -242,6 +242,43 @@ def test_projected_layer_matches_projection_plus_reference(
         torch.testing.assert_close(a, b, rtol=RTOL64, atol=RTOL64 * b.abs().max().item())
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("record", [False, True])
+def test_constant_input_is_projected_once_and_its_gradient_summed(dtype, record):
+    """A layer input that is the same every step (the current encoding) is projected once;
+    the adjoint adds up the current's gradient over the steps. Against the reference on the
+    expanded projection: identical spikes, gradients to round-off for the input, the weight
+    and the bias."""
+    from sksnn.engines import LayerInput
+
+    rtol = RTOL32 if dtype == torch.float32 else RTOL64
+    g = torch.Generator().manual_seed(5)
+    n_steps, n_samples, n_in, n_units = 40, 9, 7, 150
+    x = torch.randn(n_samples, n_in, generator=g, dtype=dtype).requires_grad_()
+    weight = (torch.randn(n_units, n_in, generator=g, dtype=dtype) * 0.6).requires_grad_()
+    bias = (torch.randn(n_units, generator=g, dtype=dtype) * 0.2 + 0.3).requires_grad_()
+    uniform = torch.rand(n_steps, n_samples, n_units, generator=g, dtype=dtype)
+    w_spikes = torch.randn(n_steps, n_samples, n_units, generator=g, dtype=dtype)
+    params = _params("subtract", False, 0.3)
+    results = []
+    for engine in ("compiled", "reference"):
+        layer_input = LayerInput(x.unsqueeze(0).expand(n_steps, n_samples, n_in))
+        s, u = get_engine(engine).run_layer(
+            layer_input, weight, params, uniform, None, record, bias
+        )
+        loss = (s * w_spikes).sum() + (u.sum() if record else 0)
+        results.append((s, u, torch.autograd.grad(loss, [x, weight, bias])))
+    (s_c, u_c, g_c), (s_r, u_r, g_r) = results
+    assert type(s_c.grad_fn).__name__ == "_CompiledLIFBackward"
+    assert torch.equal(s_c, s_r)
+    assert 0.01 < s_r.mean() < 0.9
+    if record:
+        torch.testing.assert_close(u_c, u_r, rtol=ULPS[dtype], atol=ULPS[dtype])
+    for a, b in zip(g_c, g_r, strict=True):
+        assert b.abs().max() > 0
+        torch.testing.assert_close(a, b, rtol=rtol, atol=rtol * b.abs().max().item())
+
+
 def test_transposed_and_expanded_drives():
     """Batch-major views (3-D input) and stride-0 time axes (current encoding) are read in
     place; their gradients match the reference's."""

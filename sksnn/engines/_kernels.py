@@ -547,7 +547,7 @@ def adjoint_rows(
     b0, b1, t0, t1, drive, row_step, row_sample, offsets, cols, weight_t, bias, u_start,
     i_start, spikes, grad_spikes, grad_membrane, hist_d, hist_a, gu_state, gi_state,
     grad_drive, g_step, g_sample, c, reset, reset_grad, shape, has_gs, has_gm, recompute,
-    events,
+    events, total,
 ):  # fmt: skip
     """The adjoint over steps ``t0:t1`` of samples ``b0:b1`` (the whole recursion when called
     from the last block to the first).
@@ -558,10 +558,12 @@ def adjoint_rows(
     the saved spikes; without, they are read from ``hist_d``/``hist_a`` (kept by the forward
     pass). ``gu_state``/``gi_state`` hold ``dL/dU``/``dL/dI`` at ``t1`` on entry and at ``t0``
     on exit; ``dL/dP`` of each step goes to ``grad_drive`` (rows indexed from ``t0``).
-    ``grad_spikes``/``grad_membrane`` are read only with ``has_gs``/``has_gm``. Arrays that
-    are not read may be any array of their kind. The last seven arguments are compile-time
-    modes.
+    ``grad_spikes``/``grad_membrane`` are read only with ``has_gs``/``has_gm``. With
+    ``total`` the current is one for all steps (``g_step`` 0) and its gradient, the sum over
+    the steps, is added to ``grad_drive``. Arrays that are not read may be any array of their
+    kind. The last eight arguments are compile-time modes.
     """
+    literally(total)
     literally(events)
     literally(reset)
     literally(reset_grad)
@@ -632,7 +634,11 @@ def adjoint_rows(
             gp = grad_drive[(t - t0) * g_step + b * g_sample]
             for n in range(n_units):
                 g_u, g_i = gu[n], gi[n]
-                gp[n] = g_i  # dL/dP[t] = dL/dI[t + 1]
+                # dL/dP[t] = dL/dI[t + 1]
+                if total:
+                    gp[n] += g_i
+                else:
+                    gp[n] = g_i
                 # r[t] dL/dU[t + 1]: the reset's derivative with respect to the pre-reset A[t]
                 r_gu = g_u - g_u * s_row[n] if reset == 0 else g_u
                 new_gu = a_mem * r_gu + e[n]

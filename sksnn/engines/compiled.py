@@ -43,9 +43,9 @@ from torch import Tensor
 from .._parallel import map_threads
 from ..neuron import LIFParameters
 from ..noise import CounterUniform, cell_hashes
-from ._fused import _DenseLayout, _is_batch_major, _needs_grad, _source
+from ._fused import _DenseLayout, _DenseSource, _is_batch_major, _needs_grad, _source
 from ._fused_steps import block_length, blocks_of
-from .base import is_constant_in_time, project
+from .base import _affine, is_constant_in_time, project
 from .fused import FusedEngine, _pattern
 
 __all__ = ["CompiledEngine", "compiled_available"]
@@ -110,8 +110,15 @@ class CompiledEngine(FusedEngine):
         pattern = layer_input.events
         if pattern is None:
             pattern = _pattern(layer_input, weight)
+        x = layer_input.values
+        if pattern is None and recurrent_weight is None and is_constant_in_time(x):
+            # the same current every step: projected once, its gradient summed by the adjoint
+            once = _affine(x[0], weight, bias, None)
+            return _run(
+                once, None, None, None, None, params, modes, uniform, record_membrane, len(x)
+            )
         if pattern is None:
-            drive = project(layer_input.values, weight, bias=bias)
+            drive = project(x, weight, bias=bias)
             return _run(
                 drive, None, None, None, recurrent_weight, params, modes, uniform, record_membrane
             )
@@ -166,15 +173,20 @@ class _Modes:
     beta: float
 
 
-def _run(first, weight, pattern, bias, recurrent_weight, params, modes, uniform, record):
+def _run(
+    first, weight, pattern, bias, recurrent_weight, params, modes, uniform, record, n_steps=None
+):
+    """A compiled layer. ``first`` is the drive (n_steps, n_samples, n_units), or with
+    ``n_steps`` the one current (n_samples, n_units) of every step, or with ``pattern`` the
+    binary layer input."""
     if params.stochastic and uniform is None:
         raise ValueError("A stochastic neuron (temperature > 0) needs uniform noise.")
     if _needs_grad(first, weight, bias, recurrent_weight):
         return _CompiledLIF.apply(
-            first, weight, bias, recurrent_weight, uniform, params, modes, record, pattern
+            first, weight, bias, recurrent_weight, uniform, params, modes, record, pattern, n_steps
         )
     with torch.no_grad():
-        source, shape = _source(first, weight, pattern, bias)
+        source, shape = _node_source(first, weight, pattern, bias, n_steps)
         like = first if pattern is None else weight
         rec = None if recurrent_weight is None else recurrent_weight.detach()
         saved = _forward(source, shape, like, rec, params, modes, uniform, record, False)
@@ -394,15 +406,28 @@ class _CompiledLIF(torch.autograd.Function):
 
     @staticmethod
     def forward(
-        ctx, first, weight, bias, recurrent_weight, uniform, params, modes, record, pattern
+        ctx,
+        first,
+        weight,
+        bias,
+        recurrent_weight,
+        uniform,
+        params,
+        modes,
+        record,
+        pattern,
+        n_steps,
     ):  # type: ignore[override]
-        source, shape = _source(first, weight, pattern, bias)
+        source, shape = _node_source(first, weight, pattern, bias, n_steps)
         like = first if pattern is None else weight
         rec = None if recurrent_weight is None else recurrent_weight.detach()
         saved = _forward(source, shape, like, rec, params, modes, uniform, record, True)
         ctx.params, ctx.modes = params, modes
         # a dense drive is not kept: only its layout, for its gradient
-        ctx.source = source if pattern is not None else _DenseLayout(first)
+        if pattern is not None:
+            ctx.source = source
+        else:
+            ctx.source = _ConstantLayout(first) if n_steps is not None else _DenseLayout(first)
         ctx.set_materialize_grads(False)
         x = first if pattern is not None and first is not None and first.requires_grad else None
         ctx.save_for_backward(
@@ -420,7 +445,7 @@ class _CompiledLIF(torch.autograd.Function):
             grad_drive = source.empty_like_drive(spikes)
             adjoint.run(0, spikes.shape[0], grad_drive, derivative, pre_reset, None)
             grad_rec = _recurrent_grad(grad_drive, spikes) if need_rec else None
-            return grad_drive, None, None, grad_rec, None, None, None, None, None
+            return grad_drive, None, None, grad_rec, None, None, None, None, None, None
 
         n_steps, n_samples, n_units = spikes.shape
         grad_first = torch.empty_like(x) if need_first else None
@@ -446,7 +471,29 @@ class _CompiledLIF(torch.autograd.Function):
                 g_v = _recurrent_grad(gp, spikes[start:stop])
                 grad_rec = g_v if grad_rec is None else grad_rec.add_(g_v)
         grad_weight = grad_weight_t.t() if need_weight else None
-        return grad_first, grad_weight, grad_bias, grad_rec, None, None, None, None, None
+        return grad_first, grad_weight, grad_bias, grad_rec, None, None, None, None, None, None
+
+
+def _node_source(first, weight, pattern, bias, n_steps):
+    """The node's drive source and (n_steps, n_samples, n_units); a current given once
+    (``n_steps``) is seen as constant in time."""
+    if n_steps is not None:
+        drive = first.unsqueeze(0).expand(n_steps, *first.shape)
+        return _DenseSource(drive), (n_steps, *first.shape)
+    return _source(first, weight, pattern, bias)
+
+
+class _ConstantLayout:
+    """The gradient of a current given once for every step: the sum over steps, which the
+    adjoint accumulates in place of one gradient per step."""
+
+    checkpointed = False
+
+    def __init__(self, drive: Tensor) -> None:
+        pass
+
+    def empty_like_drive(self, spikes: Tensor) -> Tensor:
+        return spikes.new_zeros(spikes.shape[1:])
 
 
 def _weight_grad(pattern, start: int, stop: int, grad: Tensor, out: Tensor) -> None:
@@ -496,7 +543,7 @@ class _Adjoint:
         self.cells = n_samples * n_units
         self.rec_t = None if recurrent_weight is None else _feedback_rows(recurrent_weight, None)
 
-    def _kernel(self, recompute: bool, has_gs: bool, events: bool = False):
+    def _kernel(self, recompute: bool, has_gs: bool, events: bool = False, total: bool = False):
         from ._kernels import specialised
 
         m = self.modes
@@ -511,20 +558,26 @@ class _Adjoint:
             self.has_gm,
             recompute,
             events,
+            total,
         )
 
     def run(self, start, stop, grad_drive, derivative, pre_reset, block) -> None:
         """Steps ``start:stop``; ``dL/dP`` into ``grad_drive`` (those steps). ``block`` is None
         when ``derivative``/``pre_reset`` cover all steps, else ``(drive, checkpoint)``: the
         block's currents and its ``U``/``I`` at ``start``, to recompute from."""
-        g_rows, g_step, g_sample = _rows(grad_drive)
+        # a 2-D gradient is that of a current given once: the sum over the steps
+        total = grad_drive.dim() == 2
+        if total:
+            g_rows, g_step, g_sample = grad_drive.numpy(), 0, 1
+        else:
+            g_rows, g_step, g_sample = _rows(grad_drive)
         gu, gi = self.gu.numpy(), self.gi.numpy()
         s_np, gm_np, c = self.s_np, self.gm_np, self.c
         if self.rec is None:
             has_gs = self.gs_np is not None
             gs_np = self.gs_np if has_gs else s_np
             events = block is not None and isinstance(block[0], _Events)
-            kernel = self._kernel(block is not None, has_gs, events)
+            kernel = self._kernel(block is not None, has_gs, events, total)
             if block is None:
                 d_np = derivative.numpy()
                 a_np = s_np if pre_reset is None else pre_reset.numpy()
