@@ -428,7 +428,7 @@ def _child_predict(n_rows: int) -> dict:
 
 THROUGHPUT_ROWS = 20_000
 # "fused-torch-noise": the fused engine with the inference noise computed by torch ops, as
-# without numba
+# on a GPU or where numba does not load
 THROUGHPUT_VARIANTS = ("compiled", "fused", "fused-torch-noise", "mlp")
 
 

@@ -1,7 +1,8 @@
-"""sksnn's thread pool for NumPy work: scanning spike inputs (:mod:`sksnn._sparse`) and
-drawing uniform numbers (:mod:`sksnn.noise`) on all of torch's threads.
+"""sksnn's thread pool for work that releases the GIL: scanning spike inputs
+(:mod:`sksnn._sparse`) and running the compiled kernels (:mod:`sksnn.engines.compiled`) on all
+of torch's threads.
 
-Both run NumPy code that releases the GIL for milliseconds at a time. Work of that kind must
+Both run code that releases the GIL for milliseconds at a time. Work of that kind must
 not run *alongside* torch's operations: torch's OpenMP threads spin between the many small
 operations of a time loop, and a third busy thread on the same cores slows every one of them
 down (measurements in benchmarks/results.md, "Measurements behind the code").
@@ -36,7 +37,7 @@ if hasattr(os, "register_at_fork"):
 def map_threads(fn: Callable[[int], object], n_tasks: int) -> list:
     """``[fn(0), ..., fn(n_tasks - 1)]``, run on as many threads as torch is allowed.
 
-    For tasks that spend their time in code that releases the GIL (NumPy array operations)
+    For tasks that spend their time in code that releases the GIL (NumPy, compiled kernels)
     and are large enough (milliseconds each) to pay for a hand-over between threads. One pool
     per process and torch thread count.
     """

@@ -114,8 +114,9 @@ class SpikingClassifier(ClassifierMixin, BaseSpiking):
     engine : {"auto", "compiled", "fused", "reference"}, default="auto"
         Implementation of the LIF time loop: "reference" is a step-by-step autograd loop,
         "fused" a single autograd node with a hand-written backward pass that gives the same
-        gradients, "compiled" that node with its time loops compiled by numba (CPU; the
-        ``fast`` extra); "auto" picks "compiled" where numba is installed, else "fused".
+        gradients, "compiled" that node with its time loops compiled by numba (on a GPU its
+        layers run the fused engine's torch operations); "auto" picks "compiled", or "fused"
+        where numba does not load.
 
     Attributes
     ----------

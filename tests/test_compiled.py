@@ -63,7 +63,7 @@ def test_auto_is_the_compiled_engine_when_numba_imports(monkeypatch):
 
     monkeypatch.setattr(sksnn.engines, "compiled_available", lambda: False)
     assert type(get_engine("auto")).__name__ == "FusedEngine"
-    # e.g. a model saved where numba was installed, loaded where it is not
+    # numba is a dependency but may not load (e.g. built for another NumPy)
     with pytest.warns(RuntimeWarning, match="needs numba"):
         assert type(get_engine("compiled")).__name__ == "FusedEngine"
 

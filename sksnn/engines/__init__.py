@@ -27,9 +27,10 @@ def get_engine(name: str) -> Engine:
     if name == "auto":
         name = ENGINES[0] if compiled_available() else ENGINES[1]
     elif name == "compiled" and not compiled_available():
-        # e.g. a model saved where numba was installed: the fused engine computes the same
+        # numba is a dependency, but may fail to load (e.g. built for another NumPy): the
+        # fused engine computes the same
         warnings.warn(
-            "engine='compiled' needs numba (the 'fast' extra); using engine='fused'.",
+            "engine='compiled' needs numba, which does not load here; using engine='fused'.",
             RuntimeWarning,
             stacklevel=2,
         )
