@@ -11,7 +11,7 @@ from torch import Tensor, nn
 
 from .engines import Engine, LayerInput
 from .neuron import LIFParameters, psp_kernel
-from .noise import CounterUniform, NoiseSource
+from .noise import CounterUniform, NoiseSource, layer_uniform
 
 __all__ = ["DTYPE", "READOUT_WINDOW", "LIFLayer", "LeakyReadout", "leaky_readout"]
 
@@ -60,7 +60,7 @@ class LIFLayer(nn.Module):
         if noise is None:
             raise ValueError("A stochastic network (temperature > 0) needs a noise source.")
         shape = (n_steps, n_samples, self.n_units)
-        return noise.layer_uniform(stream, shape, self.weight.device)
+        return layer_uniform(noise, stream, shape, self.weight.device)
 
     def forward(
         self,

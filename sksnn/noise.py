@@ -27,6 +27,7 @@ __all__ = [
     "NoiseSource",
     "as_tensor",
     "cell_hashes",
+    "layer_uniform",
     "sample_keys",
 ]
 
@@ -91,6 +92,13 @@ class CounterUniform:
     bases: Tensor
     shape: tuple[int, int, int]
 
+    def __post_init__(self) -> None:
+        if len(self.shape) != 3 or self.bases.shape != (self.shape[1],):
+            raise ValueError(
+                f"CounterUniform needs one base per sample: bases of shape "
+                f"{tuple(self.bases.shape)} for numbers of shape {tuple(self.shape)}."
+            )
+
     def check_shape(self, shape: tuple[int, ...]) -> None:
         """Raise a ValueError unless these are the numbers of a layer of ``shape``."""
         if tuple(shape) != tuple(self.shape):
@@ -146,8 +154,8 @@ class NoiseSource:
 
     Streams number the consumers: 0 is the input encoding, ``l + 1`` hidden layer ``l``. Each
     call hands out new numbers (training) or the numbers of its coordinates (inference).
-    A source implements :meth:`counters` when its numbers are counter-based, else
-    :meth:`uniform`.
+    A source implements :meth:`counters` when its numbers are counter-based (:meth:`uniform`
+    then follows from it), else :meth:`uniform`; layers ask through :func:`layer_uniform`.
     """
 
     def counters(
@@ -164,13 +172,15 @@ class NoiseSource:
             raise NotImplementedError(f"{type(self).__name__} implements neither method.")
         return numbers.tensor()
 
-    def layer_uniform(
-        self, stream: int, shape: tuple[int, int, int], device: torch.device
-    ) -> Tensor | CounterUniform:
-        """The numbers of ``stream`` as a layer hands them to its engine: not yet drawn where
-        they are counter-based (the engine computes them where it uses them)."""
-        numbers = self.counters(stream, shape, device)
-        return self.uniform(stream, shape, device) if numbers is None else numbers
+
+def layer_uniform(
+    noise: NoiseSource, stream: int, shape: tuple[int, int, int], device: torch.device
+) -> Tensor | CounterUniform:
+    """The numbers of ``noise``'s ``stream`` as a layer hands them to its engine: not yet
+    drawn where they are counter-based (the engine computes them where it uses them), else
+    the source's tensor."""
+    numbers = noise.counters(stream, shape, device)
+    return noise.uniform(stream, shape, device) if numbers is None else numbers
 
 
 class GeneratorNoise(NoiseSource):

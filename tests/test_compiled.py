@@ -386,6 +386,62 @@ def test_counter_noise_is_the_torch_expression_bit_for_bit(monkeypatch):
         assert 0.0 <= compiled.min() and compiled.max() < 1.0
 
 
+_BOUNDS_SCRIPT = """
+import torch
+from sksnn.engines import LayerInput, get_engine
+from sksnn.engines._fused import _source
+from sksnn.neuron import LIFParameters
+from sksnn.noise import GeneratorNoise
+from sksnn.surrogates import get_surrogate
+
+g = torch.Generator().manual_seed(0)
+engine = get_engine("compiled")
+for dtype in (torch.float32, torch.float64):
+    for reset, detach, temperature in (("zero", False, 0.2), ("subtract", True, 0.0)):
+        beta = 1 / temperature if temperature else 5.0
+        params = LIFParameters(
+            temperature=temperature, reset=reset, detach_reset=detach,
+            surrogate=get_surrogate("matched", beta),
+        )
+        shape = (37, 5, 33)
+        noise = GeneratorNoise(1).counters(1, shape, torch.device("cpu")) if temperature else None
+        array = torch.rand(shape, generator=g, dtype=dtype) if temperature else None
+        drive = (torch.randn(shape, generator=g, dtype=dtype) + 0.3).requires_grad_()
+        rec = (torch.randn(33, 33, generator=g, dtype=dtype) * 0.3).requires_grad_()
+        weight = (torch.randn(33, 20, generator=g, dtype=dtype) * 0.5).requires_grad_()
+        bias = torch.zeros(33, dtype=dtype, requires_grad=True)
+        spikes_in = (torch.rand(37, 5, 20, generator=g) < 0.2).to(dtype)
+        constant = torch.randn(5, 20, generator=g, dtype=dtype).unsqueeze(0).expand(37, 5, 20)
+        for uniform in (noise, array):
+            for v in (None, rec):
+                s, u = engine.run_currents(drive, params, uniform, v, True)
+                (s.sum() + u.sum()).backward()
+                for x in (spikes_in, constant):
+                    s, u = engine.run_layer(LayerInput(x, binary=x is spikes_in), weight,
+                                            params, uniform, v, True, bias)
+                    (s.sum() + u.sum()).backward()
+                with torch.no_grad():
+                    engine.run_currents(drive, params, uniform, v, False)
+print("in bounds")
+"""
+
+
+@pytest.mark.slow
+def test_kernels_stay_in_bounds(tmp_path):
+    """The kernels check no bounds; compiled with numba's bounds checks, every mode reads and
+    writes only inside its arrays (placeholders of unused arrays included)."""
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, NUMBA_BOUNDSCHECK="1", NUMBA_CACHE_DIR=str(tmp_path))
+    result = subprocess.run(
+        [sys.executable, "-c", _BOUNDS_SCRIPT], env=env, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "in bounds" in result.stdout
+
+
 def test_the_callers_floating_point_setting_is_restored():
     """The kernels flush subnormal numbers to zero while they run (x86), and only then: the
     calling thread computes subnormals afterwards as before."""

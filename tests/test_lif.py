@@ -18,7 +18,7 @@ from sksnn.engines.reference import lif_reference
 from sksnn.losses import reduce_readout
 from sksnn.network import SpikingNetwork
 from sksnn.neuron import LIFParameters
-from sksnn.noise import GeneratorNoise
+from sksnn.noise import CounterUniform, GeneratorNoise
 from sksnn.surrogates import Surrogate, get_escape_noise, get_surrogate
 
 
@@ -310,6 +310,8 @@ def test_counter_numbers_of_another_shape_are_refused():
     for engine in ENGINES:
         with pytest.raises((ValueError, RuntimeError)):
             lif_layer(drive, params, counters, engine=engine)
+    with pytest.raises(ValueError, match="one base per sample"):
+        CounterUniform(torch.zeros(2, dtype=torch.int64), (4, 3, 5))
 
 
 def test_network_noise_is_the_same_on_one_and_two_threads():

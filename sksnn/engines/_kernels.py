@@ -512,7 +512,8 @@ def forward_rows(
                 d = drive[(t - t0) * row_step + b * row_sample]
             s_row = spikes[t, b]
             q_row = uniform[t, b]
-            cell_row = cells[t]
+            # the placeholder of an unused table has one row
+            cell_row = cells[t] if counter else cells[0]
             m_row = membrane[t, b]
             d_row = hist_d[t, b]
             a_row = hist_a[t, b]

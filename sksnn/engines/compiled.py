@@ -427,7 +427,7 @@ class _CompiledLIF(torch.autograd.Function):
         if pattern is not None:
             ctx.source = source
         else:
-            ctx.source = _ConstantLayout(first) if n_steps is not None else _DenseLayout(first)
+            ctx.source = _ConstantLayout() if n_steps is not None else _DenseLayout(first)
         ctx.set_materialize_grads(False)
         x = first if pattern is not None and first is not None and first.requires_grad else None
         ctx.save_for_backward(
@@ -488,9 +488,6 @@ class _ConstantLayout:
     adjoint accumulates in place of one gradient per step."""
 
     checkpointed = False
-
-    def __init__(self, drive: Tensor) -> None:
-        pass
 
     def empty_like_drive(self, spikes: Tensor) -> Tensor:
         return spikes.new_zeros(spikes.shape[1:])
