@@ -279,6 +279,27 @@ def test_constant_input_is_projected_once_and_its_gradient_summed(dtype, record)
         torch.testing.assert_close(a, b, rtol=rtol, atol=rtol * b.abs().max().item())
 
 
+def test_recurrent_weight_gradient_with_a_batch_major_drive():
+    """The recurrent weight's gradient is scattered from the spiking units' rows of the
+    current's gradient, laid out batch-major when the drive is (3-D input): against the
+    reference's matrix product."""
+    params = _params("zero", False, 0.2)
+    g = torch.Generator().manual_seed(4)
+    base = (torch.randn(6, 40, 45, generator=g, dtype=torch.float64) + 0.3).requires_grad_()
+    rec = (torch.randn(45, 45, generator=g, dtype=torch.float64) * 0.3).requires_grad_()
+    uniform = torch.rand(40, 6, 45, generator=g, dtype=torch.float64)
+    w = torch.randn(40, 6, 45, generator=g, dtype=torch.float64)
+    grads, spikes = [], []
+    for engine in ("compiled", "reference"):
+        s, _ = lif_layer(base.transpose(0, 1), params, uniform, rec, engine=engine)
+        spikes.append(s)
+        grads.append(torch.autograd.grad((s * w).sum(), [base, rec]))
+    assert torch.equal(spikes[0], spikes[1])
+    assert 0.01 < spikes[1].mean() < 0.9
+    for a, b in zip(*grads, strict=True):
+        torch.testing.assert_close(a, b, rtol=RTOL64, atol=RTOL64 * b.abs().max().item())
+
+
 def test_transposed_and_expanded_drives():
     """Batch-major views (3-D input) and stride-0 time axes (current encoding) are read in
     place; their gradients match the reference's."""
