@@ -120,8 +120,7 @@ class CounterUniform:
                 counter_uniform, n_samples, out.size, (bases, cell_hashes(*self.shape[::2]), out)
             )
             return torch.from_numpy(out)
-        cell = torch.arange(n_steps * n_units, dtype=torch.int64, device=self.bases.device)
-        cell = _mix32((cell + _CELL_OFFSET) & _MASK32).reshape(n_steps, 1, n_units)
+        cell = _hashed_cells(n_steps, n_units, self.bases.device).unsqueeze(1)
         return _to_unit_interval(_mix32((self.bases.reshape(1, -1, 1) + cell) & _MASK32))
 
 
@@ -133,11 +132,15 @@ def cell_hashes(n_steps: int, n_units: int) -> np.ndarray:
     """The hashed cell indices ``mix32(t * n_units + n + offset)`` as a read-only uint32
     array ``(n_steps, n_units)``: the half of :class:`CounterUniform`'s hash that is the same
     for every sample."""
-    cell = torch.arange(n_steps * n_units, dtype=torch.int64)
-    out = _mix32((cell + _CELL_OFFSET) & _MASK32).numpy().astype(np.uint32)
-    out = out.reshape(n_steps, n_units)
+    out = _hashed_cells(n_steps, n_units, torch.device("cpu")).numpy().astype(np.uint32)
     out.flags.writeable = False
     return out
+
+
+def _hashed_cells(n_steps: int, n_units: int, device: torch.device) -> Tensor:
+    """``mix32(t * n_units + n + offset)`` as int64, shape ``(n_steps, n_units)``."""
+    cell = torch.arange(n_steps * n_units, dtype=torch.int64, device=device)
+    return _mix32((cell + _CELL_OFFSET) & _MASK32).reshape(n_steps, n_units)
 
 
 def as_tensor(uniform: Tensor | CounterUniform | None, shape: tuple[int, ...]) -> Tensor | None:

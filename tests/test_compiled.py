@@ -300,26 +300,6 @@ def test_recurrent_weight_gradient_with_a_batch_major_drive():
         torch.testing.assert_close(a, b, rtol=RTOL64, atol=RTOL64 * b.abs().max().item())
 
 
-def test_transposed_and_expanded_drives():
-    """Batch-major views (3-D input) and stride-0 time axes (current encoding) are read in
-    place; their gradients match the reference's."""
-    params = _params("zero", True, 0.0)
-    g = torch.Generator().manual_seed(3)
-    base = (torch.randn(8, 30, 12, generator=g, dtype=torch.float64) * 0.8 + 0.3).requires_grad_()
-    const = (torch.randn(8, 12, generator=g, dtype=torch.float64) * 0.3 + 0.2).requires_grad_()
-    w = torch.randn(30, 8, 12, generator=g, dtype=torch.float64)
-    for leaf, drive in [
-        (base, base.transpose(0, 1)),
-        (const, const.unsqueeze(0).expand(30, 8, 12)),
-    ]:
-        grads = []
-        for engine in ("reference", "compiled"):
-            s, _ = lif_layer(drive, params, engine=engine)
-            grads.append(torch.autograd.grad((s * w).sum(), leaf)[0])
-        torch.testing.assert_close(grads[1], grads[0], rtol=RTOL64, atol=1e-12)
-        assert grads[0].abs().max() > 0
-
-
 def test_threads_change_nothing():
     """Samples are split over threads, never reordered within: bit-identical spikes and
     membranes on one and two threads, on a layer large enough to be split, and bit-identical
