@@ -6,6 +6,8 @@ A layer owns its weights; how its time loop runs is its engine's business
 
 from __future__ import annotations
 
+import functools
+
 import torch
 from torch import Tensor, nn
 
@@ -112,6 +114,23 @@ def _toeplitz(h: Tensor) -> Tensor:
     return torch.where(lag >= 0, h[lag.clamp(min=0)], torch.zeros((), dtype=h.dtype))
 
 
+@functools.lru_cache(maxsize=32)
+def _readout_operators(alpha_syn: float, alpha_mem: float, n_steps: int | None) -> tuple:
+    """The float64 matrices of :func:`leaky_readout` (never modified in place: cached, since
+    they cost more to build than a short readout costs to run): for ``n_steps`` up to a window,
+    its Toeplitz matrix; for ``None``, those of the window, of the state and of the current."""
+    if n_steps is not None:
+        return (_toeplitz(psp_kernel(alpha_syn, alpha_mem, n_steps)),)
+    window = READOUT_WINDOW
+    h = psp_kernel(alpha_syn, alpha_mem, window + 1)
+    lags = torch.arange(window, dtype=torch.float64)
+    # V[t0 + j + 1] from the state (V, I) at t0: alpha_mem^(j+1) V[t0] + h[j+1] I[t0]
+    from_state = torch.stack([alpha_mem ** (lags + 1), h[1:]], dim=1)
+    # I[t0 + L] = alpha_syn^L I[t0] + sum_m alpha_syn^(L - 1 - m) P[t0 + m]
+    into_current = alpha_syn ** lags.flip(0)
+    return _toeplitz(h[:window]), from_state, into_current
+
+
 def leaky_readout(drive: Tensor, alpha_syn: float, alpha_mem: float) -> Tensor:
     """Membrane potential of non-spiking leaky integrators driven by ``drive``.
 
@@ -130,16 +149,12 @@ def leaky_readout(drive: Tensor, alpha_syn: float, alpha_mem: float) -> Tensor:
     n_steps = drive.shape[0]
     flat = drive.reshape(n_steps, -1).to(torch.float64)
     if n_steps <= READOUT_WINDOW:
-        kernel = _toeplitz(psp_kernel(alpha_syn, alpha_mem, n_steps)).to(flat)
-        return (kernel @ flat).to(drive.dtype).reshape(drive.shape)
+        (kernel,) = _readout_operators(alpha_syn, alpha_mem, n_steps)
+        return (kernel.to(flat) @ flat).to(drive.dtype).reshape(drive.shape)
     window = READOUT_WINDOW
-    h = psp_kernel(alpha_syn, alpha_mem, window + 1)
-    kernel = _toeplitz(h[:window]).to(flat)
-    lags = torch.arange(window, dtype=torch.float64)
-    # V[t0 + j + 1] from the state (V, I) at t0: alpha_mem^(j+1) V[t0] + h[j+1] I[t0]
-    from_state = torch.stack([alpha_mem ** (lags + 1), h[1:]], dim=1).to(flat)
-    # I[t0 + L] = alpha_syn^L I[t0] + sum_m alpha_syn^(L - 1 - m) P[t0 + m]
-    into_current = (alpha_syn ** lags.flip(0)).to(flat)
+    kernel, from_state, into_current = (
+        x.to(flat) for x in _readout_operators(alpha_syn, alpha_mem, None)
+    )
     pieces = []
     state = None
     # split, not slicing: the backward of each slice would build a zero gradient of the whole

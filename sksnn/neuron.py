@@ -109,12 +109,12 @@ def psp_kernel(alpha_syn: float, alpha_mem: float, n_steps: int) -> Tensor:
     that), ``h[1] = 1 - alpha_mem`` and ``sum(h) -> 1 / (1 - alpha_syn)`` for long windows.
     Returned in float64, length n_steps.
     """
-    h = torch.zeros(n_steps, dtype=torch.float64)
+    h = []
     u = i = 0.0
     for k in range(n_steps):
         u, i = alpha_mem * u + (1.0 - alpha_mem) * i, alpha_syn * i + (1.0 if k == 0 else 0.0)
-        h[k] = u
-    return h
+        h.append(u)
+    return torch.tensor(h, dtype=torch.float64)
 
 
 def spike_probability(v: Tensor, temperature: float, escape_noise: EscapeNoise) -> Tensor:

@@ -329,6 +329,55 @@ def test_threads_change_nothing():
                 assert torch.equal(a, b)
 
 
+def test_event_weight_gradient_is_split_over_threads_by_input_rows(monkeypatch):
+    """The weight gradient of an event-driven layer, scattered with the threads splitting the
+    weight's input columns by their share of the events: on a skewed input (a third of the
+    inputs never active, a few far more active than the rest) bit-identical on one and two
+    threads, and equal to the reference's to round-off."""
+    from sksnn.engines import LayerInput
+
+    n_steps, n_samples, n_in, n_units = 12, 128, 90, 256
+    g = torch.Generator().manual_seed(8)
+    rate = torch.rand(n_in, generator=g) * 0.03
+    rate[: n_in // 3] = 0.0
+    rate[-4:] = 0.4
+    x = (torch.rand(n_steps, n_samples, n_in, generator=g) < rate).double()
+    weight = (torch.randn(n_units, n_in, generator=g, dtype=torch.float64) * 0.5).requires_grad_()
+    bias = (torch.randn(n_units, generator=g, dtype=torch.float64) * 0.2).requires_grad_()
+    uniform = torch.rand(n_steps, n_samples, n_units, generator=g, dtype=torch.float64)
+    w_s = torch.randn(n_steps, n_samples, n_units, generator=g, dtype=torch.float64)
+    params = _params("zero", True, 0.2)
+    splits = []
+    scatter = compiled_module._weight_grad
+
+    def counted(pattern, start, stop, grad, out):
+        splits.append(grad.numel() >= compiled_module._PARALLEL_CELLS)
+        scatter(pattern, start, stop, grad, out)
+
+    monkeypatch.setattr(compiled_module, "_weight_grad", counted)
+    grads = []
+    previous = torch.get_num_threads()
+    try:
+        for n_threads, engine in ((1, "compiled"), (2, "compiled"), (2, "reference")):
+            torch.set_num_threads(n_threads)
+            layer_input = LayerInput(x, binary=True)
+            s, _ = get_engine(engine).run_layer(
+                layer_input, weight, params, uniform, None, False, bias
+            )
+            grads.append(torch.autograd.grad((s * w_s).sum(), [weight, bias]))
+    finally:
+        torch.set_num_threads(previous)
+    assert splits and all(splits)  # every block large enough to be split
+    (gw1, gb1), (gw2, gb2), (gw_r, gb_r) = grads
+    assert torch.equal(gw1, gw2) and torch.equal(gb1, gb2)
+    active = x.sum((0, 1)) > 0
+    # (an input active only in the last step has no effect on the spikes: a zero gradient)
+    assert active.sum() > n_in // 2 and (gw_r[:, active] != 0).double().mean() > 0.9
+    assert torch.equal(gw_r[:, ~active], torch.zeros_like(gw_r[:, ~active]))
+    torch.testing.assert_close(gw2, gw_r, rtol=RTOL64, atol=RTOL64 * gw_r.abs().max().item())
+    torch.testing.assert_close(gb2, gb_r, rtol=RTOL64, atol=RTOL64 * gb_r.abs().max().item())
+
+
 @pytest.mark.parametrize("mode", ["no_grad", "inference_mode"])
 def test_inference_paths(mode):
     params = _params("subtract", True, 0.2)

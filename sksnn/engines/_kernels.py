@@ -702,15 +702,19 @@ def specialised(kind: str, dtype, *modes):
 
 
 @njit(nogil=True, cache=True, **_JIT)
-def scatter_rows(n0, n1, keys, cols, grad, out):
-    """``out[cols[e], n0:n1] += grad[keys[e], n0:n1]`` for every entry ``e`` in order: the
-    product ``X^T grad`` of a 0/1 matrix ``X`` active at ``(keys, cols)``, for the columns
-    ``n0:n1`` of ``grad``. Threads split the columns, so that each sums its entries in the
-    same order whatever their number."""
+def scatter_rows(c0, c1, keys, cols, grad, out):
+    """``out[cols[e]] += grad[keys[e]]`` for every entry ``e`` with ``c0 <= cols[e] < c1``, in
+    order: the rows ``c0:c1`` of the product ``X^T grad`` of a 0/1 matrix ``X`` active at
+    ``(keys, cols)``. Threads split the rows of ``out`` (whole rows: a thread writing part of a
+    row draws the rest of it, which another thread writes, into its cache through the
+    hardware's prefetching), and each row sums its entries in the same order whatever their
+    number."""
     for e in range(keys.shape[0]):
-        # slices, so that the loop starts at 0: an index of unknown sign would be checked
-        # for wrap-around in every iteration, which stops the loop vectorising
-        g = grad[keys[e], n0:n1]
-        o = out[cols[e], n0:n1]
+        c = cols[e]
+        if c < c0 or c >= c1:
+            continue
+        # whole rows, so that the loop starts at 0 and vectorises
+        g = grad[keys[e]]
+        o = out[c]
         for n in range(o.shape[0]):
             o[n] += g[n]

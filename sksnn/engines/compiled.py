@@ -495,20 +495,23 @@ class _ConstantLayout:
 
 def _weight_grad(pattern, start: int, stop: int, grad: Tensor, out: Tensor) -> None:
     """``out += X_block^T grad`` for the 0/1 input ``X`` of steps ``start:stop`` (its rows in
-    the order of ``grad``'s), entry by entry; threads split ``out``'s columns."""
+    the order of ``grad``'s), entry by entry; threads split ``out``'s rows, about as many
+    entries each."""
     from ._kernels import scatter_rows
 
     k0, _, e0, e1 = pattern._range(start, stop)
     keys = (pattern.keys[e0:e1] - k0).numpy()
     cols = pattern.cols[e0:e1].numpy()
     grad_np, out_np = grad.numpy(), out.numpy()
-    width = out.shape[1]
-    n_parts = max(1, min(torch.get_num_threads(), width // 16))
-    if grad.numel() < _PARALLEL_CELLS or n_parts == 1:
-        scatter_rows(0, width, keys, cols, grad_np, out_np)
+    n_rows = out.shape[0]
+    n_parts = min(torch.get_num_threads(), n_rows)
+    if grad.numel() < _PARALLEL_CELLS or n_parts < 2:
+        scatter_rows(0, n_rows, keys, cols, grad_np, out_np)
         return
-    # column ranges of whole 16-float (64-byte) lines: threads never share a cache line
-    bounds = [round(width * k / n_parts / 16) * 16 for k in range(n_parts)] + [width]
+    # row ranges holding about equal shares of the entries
+    counts = np.cumsum(np.bincount(cols, minlength=n_rows))
+    shares = counts[-1] * np.arange(1, n_parts) / n_parts
+    bounds = [0, *np.searchsorted(counts, shares, side="right").tolist(), n_rows]
     map_threads(
         lambda k: scatter_rows(bounds[k], bounds[k + 1], keys, cols, grad_np, out_np), n_parts
     )
