@@ -89,6 +89,31 @@ class LIFLayer(nn.Module):
             self.bias,
         )
 
+    def forward_to_readout(
+        self,
+        layer_input: LayerInput,
+        params: LIFParameters,
+        engine: Engine,
+        noise: NoiseSource | None,
+        stream: int,
+        readout: LeakyReadout,
+        record_membrane: bool = False,
+    ) -> tuple[Tensor, Tensor | None, Tensor]:
+        """:meth:`forward` for the last layer: also ``readout``'s output from the spikes, whose
+        input currents the engine may compute within the layer's loops."""
+        uniform = self.noise(noise, stream, layer_input.n_steps, layer_input.n_samples, params)
+        spikes, membrane, currents = engine.run_last_layer(
+            layer_input,
+            self.weight,
+            params,
+            uniform,
+            self.recurrent_weight,
+            record_membrane,
+            self.bias,
+            readout.weight,
+        )
+        return spikes, membrane, readout.integrate(currents, params)
+
 
 class LeakyReadout(nn.Module):
     """Non-spiking leaky integrators: one potential per output, ``V = h * (W s) + b``.
@@ -103,8 +128,11 @@ class LeakyReadout(nn.Module):
 
     def forward(self, spikes: Tensor, params: LIFParameters, engine: Engine) -> Tensor:
         """Readout potential (n_steps, n_samples, n_outputs) from hidden ``spikes``."""
-        drive = engine.project(spikes, self.weight, binary=True)
-        return leaky_readout(drive, params.alpha_syn, params.alpha_mem) + self.bias
+        return self.integrate(engine.project(spikes, self.weight, binary=True), params)
+
+    def integrate(self, currents: Tensor, params: LIFParameters) -> Tensor:
+        """Readout potential from its input currents ``W s`` (n_steps, n_samples, n_outputs)."""
+        return leaky_readout(currents, params.alpha_syn, params.alpha_mem) + self.bias
 
 
 def _toeplitz(h: Tensor) -> Tensor:

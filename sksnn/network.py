@@ -187,12 +187,23 @@ class SpikingNetwork(nn.Module):
         else:
             layer_input = self.encode(x, noise)
         spikes, membranes = [], []
-        for index, layer in enumerate(self.layers):
+        *hidden, last = self.layers
+        for index, layer in enumerate(hidden):
             s, u = layer(layer_input, self.lif, self._engine, noise, index + 1, record_membrane)
             spikes.append(s)
             membranes.append(u)
             layer_input = LayerInput(s, binary=True)
-        out = self.readout(spikes[-1], self.lif, self._engine)
+        s, u, out = last.forward_to_readout(
+            layer_input,
+            self.lif,
+            self._engine,
+            noise,
+            len(self.layers),
+            self.readout,
+            record_membrane,
+        )
+        spikes.append(s)
+        membranes.append(u)
         return NetworkOutput(out, spikes, membranes if record_membrane else None)
 
     @torch.no_grad()

@@ -226,7 +226,10 @@ def test_projected_layer_matches_projection_plus_reference(
     def projected(x, weight, pattern, params, uniform, rec, record, bias):
         modes = compiled_module._modes(params, weight, rec)
         calls.append(modes)
-        return compiled_module._run(x, weight, pattern, bias, rec, params, modes, uniform, record)
+        spikes, membrane, _ = compiled_module._run(
+            x, weight, pattern, bias, rec, params, modes, uniform, record
+        )
+        return spikes, membrane
 
     monkeypatch.setattr(_fused, "lif_fused_projected", projected)
     params = _params(reset, detach, temperature)
@@ -376,6 +379,78 @@ def test_event_weight_gradient_is_split_over_threads_by_input_rows(monkeypatch):
     assert torch.equal(gw_r[:, ~active], torch.zeros_like(gw_r[:, ~active]))
     torch.testing.assert_close(gw2, gw_r, rtol=RTOL64, atol=RTOL64 * gw_r.abs().max().item())
     torch.testing.assert_close(gb2, gb_r, rtol=RTOL64, atol=RTOL64 * gb_r.abs().max().item())
+
+
+#: (input kind, recurrent, record, extra spike gradient, readout gradient) of the last-layer tests
+LAST_LAYER_CASES = [
+    ("events", False, False, False, True),  # W1's layer: the readout term inside the adjoint
+    ("constant", False, True, True, True),  # W3's layer, spikes also used elsewhere
+    ("dense", False, False, True, False),  # the readout's currents unused
+    ("dense", True, True, False, True),  # recurrent: dL/dS written out for the products
+    ("events", True, False, True, True),
+]
+
+
+@pytest.mark.parametrize(
+    ("kind", "recurrent", "record", "spike_grad", "readout_grad"), LAST_LAYER_CASES
+)
+def test_last_layer_computes_the_readout_currents_and_their_gradient(
+    kind, recurrent, record, spike_grad, readout_grad
+):
+    """``run_last_layer``: the readout's currents and, in the backward pass, their gradient
+    with respect to the spikes summed inside the adjoint; against the reference engine (its
+    layer, then the dense projection): the same spikes and currents, gradients of the input,
+    every weight and the bias to round-off."""
+    from sksnn.engines import LayerInput
+
+    n_steps, n_samples, n_in, n_units, n_outputs = 23, 7, 30, 40, 6
+    g = torch.Generator().manual_seed(11)
+    if kind == "events":
+        x = (torch.rand(n_steps, n_samples, n_in, generator=g) < 0.1).double()
+    elif kind == "constant":
+        row = torch.randn(n_samples, n_in, generator=g, dtype=torch.float64)
+        x = row.requires_grad_().unsqueeze(0).expand(n_steps, n_samples, n_in)
+    else:
+        x = torch.randn(n_steps, n_samples, n_in, generator=g, dtype=torch.float64)
+        x.requires_grad_()
+    weight = (torch.randn(n_units, n_in, generator=g, dtype=torch.float64) * 0.5).requires_grad_()
+    bias = (torch.randn(n_units, generator=g, dtype=torch.float64) * 0.2 + 0.2).requires_grad_()
+    readout = torch.randn(n_outputs, n_units, generator=g, dtype=torch.float64).requires_grad_()
+    rec = None
+    if recurrent:
+        rec = torch.randn(n_units, n_units, generator=g, dtype=torch.float64) * 0.2
+        rec.requires_grad_()
+    shape = (n_steps, n_samples, n_units)
+    uniform = torch.rand(shape, generator=g, dtype=torch.float64)
+    w_s = torch.randn(shape, generator=g, dtype=torch.float64)
+    w_u = torch.randn(shape, generator=g, dtype=torch.float64)
+    w_c = torch.randn(n_steps, n_samples, n_outputs, generator=g, dtype=torch.float64)
+    wrt = [weight, bias, readout] + ([rec] if recurrent else [])
+    wrt += [] if kind == "events" else [x if x.is_leaf else row]
+    params = _params("zero", False, 0.2)
+    results = []
+    for engine in ("compiled", "reference"):
+        layer_input = LayerInput(x, binary=kind == "events")
+        s, u, c = get_engine(engine).run_last_layer(
+            layer_input, weight, params, uniform, rec, record, bias, readout
+        )
+        loss = (c * w_c).sum() if readout_grad else 0
+        loss = loss + ((s * w_s).sum() if spike_grad else 0) + ((u * w_u).sum() if record else 0)
+        grads = torch.autograd.grad(loss, wrt, allow_unused=True)
+        results.append((s, u, c, grads))
+    (s_c, u_c, c_c, g_c), (s_r, u_r, c_r, g_r) = results
+    assert type(c_c.grad_fn).__name__ == "_CompiledLIFBackward"  # one node: layer and readout
+    assert torch.equal(s_c, s_r)
+    assert 0.02 < s_r.mean() < 0.8
+    torch.testing.assert_close(c_c, c_r, rtol=RTOL64, atol=RTOL64)
+    if record:
+        torch.testing.assert_close(u_c, u_r, rtol=RTOL64, atol=1e-12)
+    for a, b in zip(g_c, g_r, strict=True):
+        if b is None:  # the readout's weight when its currents are unused
+            assert a is None or not a.any()
+            continue
+        assert b.abs().max() > 0
+        torch.testing.assert_close(a, b, rtol=RTOL64, atol=RTOL64 * b.abs().max().item())
 
 
 @pytest.mark.parametrize("mode", ["no_grad", "inference_mode"])

@@ -546,9 +546,9 @@ def forward_rows(
 @njit(nogil=True, cache=True, **_JIT)
 def adjoint_rows(
     b0, b1, t0, t1, drive, row_step, row_sample, offsets, cols, weight_t, bias, u_start,
-    i_start, spikes, grad_spikes, grad_membrane, hist_d, hist_a, gu_state, gi_state,
-    grad_drive, g_step, g_sample, c, reset, reset_grad, shape, has_gs, has_gm, recompute,
-    events, total,
+    i_start, spikes, grad_spikes, grad_membrane, grad_readout, readout_weight, hist_d, hist_a,
+    gu_state, gi_state, grad_drive, g_step, g_sample, c, reset, reset_grad, shape, has_gs,
+    has_gm, recompute, events, total, readout,
 ):  # fmt: skip
     """The adjoint over steps ``t0:t1`` of samples ``b0:b1`` (the whole recursion when called
     from the last block to the first).
@@ -560,10 +560,14 @@ def adjoint_rows(
     pass). ``gu_state``/``gi_state`` hold ``dL/dU``/``dL/dI`` at ``t1`` on entry and at ``t0``
     on exit; ``dL/dP`` of each step goes to ``grad_drive`` (rows indexed from ``t0``).
     ``grad_spikes``/``grad_membrane`` are read only with ``has_gs``/``has_gm``. With
-    ``total`` the current is one for all steps (``g_step`` 0) and its gradient, the sum over
-    the steps, is added to ``grad_drive``. Arrays that are not read may be any array of their
-    kind. The last eight arguments are compile-time modes.
+    ``readout`` the spikes also drive a readout through ``readout_weight`` (n_outputs,
+    n_units), and ``dL/dS`` gains ``grad_readout[t * n_samples + b] @ readout_weight``, the
+    gradient of the readout's currents, summed here rather than written out by a matrix
+    product and read back. With ``total`` the current is one for all steps (``g_step`` 0) and
+    its gradient, the sum over the steps, is added to ``grad_drive``. Arrays that are not read
+    may be any array of their kind. The last nine arguments are compile-time modes.
     """
+    literally(readout)
     literally(total)
     literally(events)
     literally(reset)
@@ -590,6 +594,8 @@ def adjoint_rows(
     i = np.empty(n_units, dtype=spikes.dtype)
     e = np.empty(n_units, dtype=spikes.dtype)
     scratch = np.empty(n_units if events else 0, dtype=spikes.dtype)
+    g_read = np.empty(n_units if readout else 0, dtype=spikes.dtype)
+    n_outputs = readout_weight.shape[0]
     fp_setting = _flush_subnormals()
     for b in range(b0, b1):
         hb = 0 if recompute else b
@@ -621,9 +627,21 @@ def adjoint_rows(
             hd = hd3[ht, hb]
             ha = ha3[ht, hb]
             gs_row = grad_spikes[t, b]
+            if readout:
+                gr = grad_readout[t * n_samples + b]
+                for n in range(n_units):
+                    g_read[n] = _when(has_gs, gs_row[n], zero)
+                for k in range(n_outputs):
+                    g_k = gr[k]
+                    w_k = readout_weight[k]
+                    for n in range(n_units):
+                        g_read[n] += g_k * w_k[n]
             for n in range(n_units):
                 # D[t] dL/dS[t], with the reset's share of dL/dS when it is not detached
-                g_s = _when(has_gs, gs_row[n], zero)
+                if readout:
+                    g_s = g_read[n]
+                else:
+                    g_s = _when(has_gs, gs_row[n], zero)
                 if reset_grad:
                     if reset == 0:
                         g_s = g_s - gu[n] * ha[n]
@@ -682,8 +700,8 @@ def specialised(kind: str, dtype, *modes):
         head = (i64, i64, i64, i64, *current, *uniform, a2, a2, a2, a3, a3, a3, a3, a1)
     else:
         kernel = adjoint_rows
-        head = (i64, i64, i64, i64, *current, a2, a2, a3, a3, a3, a3, a3, a2, a2, a2, i64)
-        head += (i64, a1)
+        head = (i64, i64, i64, i64, *current, a2, a2, a3, a3, a3, a2, a2, a3, a3, a2, a2, a2)
+        head += (i64, i64, a1)
     signature = head + tuple(types.literal(mode) for mode in modes)
     with _entries_lock:
         if key not in _entries:

@@ -60,7 +60,7 @@ class Engine:
     """Runs LIF layers' time loops; one instance serves a network (engines hold no state).
 
     Subclasses implement :meth:`run_currents`; :meth:`run_layer` and :meth:`project` default to
-    dense matrix products.
+    dense matrix products, :meth:`run_last_layer` to the two in turn.
     """
 
     name: ClassVar[str] = "engine"
@@ -111,6 +111,28 @@ class Engine:
             raise ValueError(f"The {self.name} engine needs the layer input's values.")
         drive = project(layer_input.values, weight, bias=bias)
         return self.run_currents(drive, params, uniform, recurrent_weight, record_membrane)
+
+    def run_last_layer(
+        self,
+        layer_input: LayerInput,
+        weight: Tensor,
+        params: LIFParameters,
+        uniform: Tensor | CounterUniform | None,
+        recurrent_weight: Tensor | None,
+        record_membrane: bool,
+        bias: Tensor | None,
+        readout_weight: Tensor,
+    ) -> tuple[Tensor, Tensor | None, Tensor]:
+        """:meth:`run_layer` for the layer that drives the readout: its spikes, membranes and
+        the readout's input currents ``spikes @ readout_weight.T`` (as :meth:`project`).
+
+        An engine may compute the currents, and in the backward pass their gradient with
+        respect to the spikes, inside the layer's own loops (the compiled engine does).
+        """
+        spikes, membrane = self.run_layer(
+            layer_input, weight, params, uniform, recurrent_weight, record_membrane, bias
+        )
+        return spikes, membrane, self.project(spikes, readout_weight, binary=True)
 
     def project(self, x: Tensor, weight: Tensor, binary: bool) -> Tensor:
         """``x @ weight.T`` over all steps, time-major (the readout's input currents)."""

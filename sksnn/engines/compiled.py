@@ -46,7 +46,7 @@ from ..noise import CounterUniform, cell_hashes
 from ._fused import _DenseLayout, _DenseSource, _is_batch_major, _needs_grad, _source
 from ._fused_steps import block_length, blocks_of
 from .base import _affine, is_constant_in_time, project
-from .fused import FusedEngine, _pattern
+from .fused import FusedEngine, _pattern, project_spikes
 
 __all__ = ["CompiledEngine", "compiled_available"]
 
@@ -95,9 +95,10 @@ class CompiledEngine(FusedEngine):
         modes = _modes(params, drive, recurrent_weight, uniform)
         if modes is None:
             return super().run_currents(drive, params, uniform, recurrent_weight, record_membrane)
-        return _run(
+        spikes, membrane, _ = _run(
             drive, None, None, None, recurrent_weight, params, modes, uniform, record_membrane
         )
+        return spikes, membrane
 
     def run_layer(
         self, layer_input, weight, params, uniform, recurrent_weight, record_membrane, bias=None
@@ -107,32 +108,73 @@ class CompiledEngine(FusedEngine):
             return super().run_layer(
                 layer_input, weight, params, uniform, recurrent_weight, record_membrane, bias
             )
+        spikes, membrane, _ = self._layer(
+            layer_input, weight, params, uniform, recurrent_weight, record_membrane, bias, modes
+        )
+        return spikes, membrane
+
+    def run_last_layer(
+        self,
+        layer_input,
+        weight,
+        params,
+        uniform,
+        recurrent_weight,
+        record_membrane,
+        bias,
+        readout_weight,
+    ):
+        modes = _modes(params, weight, recurrent_weight, uniform)
+        if modes is None or readout_weight.dtype != weight.dtype:
+            return super().run_last_layer(
+                layer_input,
+                weight,
+                params,
+                uniform,
+                recurrent_weight,
+                record_membrane,
+                bias,
+                readout_weight,
+            )
+        return self._layer(
+            layer_input,
+            weight,
+            params,
+            uniform,
+            recurrent_weight,
+            record_membrane,
+            bias,
+            modes,
+            readout_weight,
+        )
+
+    def _layer(
+        self,
+        layer_input,
+        weight,
+        params,
+        uniform,
+        recurrent_weight,
+        record,
+        bias,
+        modes,
+        readout_weight=None,
+    ):
+        """A compiled layer: spikes, membranes and, with ``readout_weight``, the readout's
+        currents."""
         pattern = layer_input.events
         if pattern is None:
             pattern = _pattern(layer_input, weight)
         x = layer_input.values
+        common = (params, modes, uniform, record)
         if pattern is None and recurrent_weight is None and is_constant_in_time(x):
             # the same current every step: projected once, its gradient summed by the adjoint
             once = _affine(x[0], weight, bias, None)
-            return _run(
-                once, None, None, None, None, params, modes, uniform, record_membrane, len(x)
-            )
+            return _run(once, None, None, None, None, *common, len(x), readout_weight)
         if pattern is None:
             drive = project(x, weight, bias=bias)
-            return _run(
-                drive, None, None, None, recurrent_weight, params, modes, uniform, record_membrane
-            )
-        return _run(
-            layer_input.values,
-            weight,
-            pattern,
-            bias,
-            recurrent_weight,
-            params,
-            modes,
-            uniform,
-            record_membrane,
-        )
+            return _run(drive, None, None, None, recurrent_weight, *common, None, readout_weight)
+        return _run(x, weight, pattern, bias, recurrent_weight, *common, None, readout_weight)
 
 
 def _modes(
@@ -174,23 +216,47 @@ class _Modes:
 
 
 def _run(
-    first, weight, pattern, bias, recurrent_weight, params, modes, uniform, record, n_steps=None
+    first,
+    weight,
+    pattern,
+    bias,
+    recurrent_weight,
+    params,
+    modes,
+    uniform,
+    record,
+    n_steps=None,
+    readout_weight=None,
 ):
-    """A compiled layer. ``first`` is the drive (n_steps, n_samples, n_units), or with
-    ``n_steps`` the one current (n_samples, n_units) of every step, or with ``pattern`` the
-    binary layer input."""
+    """A compiled layer: spikes, membranes (or None) and, with ``readout_weight``, the
+    readout's currents (else None). ``first`` is the drive (n_steps, n_samples, n_units), or
+    with ``n_steps`` the one current (n_samples, n_units) of every step, or with ``pattern``
+    the binary layer input."""
     if params.stochastic and uniform is None:
         raise ValueError("A stochastic neuron (temperature > 0) needs uniform noise.")
-    if _needs_grad(first, weight, bias, recurrent_weight):
+    if _needs_grad(first, weight, bias, recurrent_weight, readout_weight):
         return _CompiledLIF.apply(
-            first, weight, bias, recurrent_weight, uniform, params, modes, record, pattern, n_steps
+            first,
+            weight,
+            bias,
+            recurrent_weight,
+            readout_weight,
+            uniform,
+            params,
+            modes,
+            record,
+            pattern,
+            n_steps,
         )
     with torch.no_grad():
         source, shape = _node_source(first, weight, pattern, bias, n_steps)
         like = first if pattern is None else weight
         rec = None if recurrent_weight is None else recurrent_weight.detach()
         saved = _forward(source, shape, like, rec, params, modes, uniform, record, False)
-    return saved.spikes, saved.membrane
+        currents = None
+        if readout_weight is not None:
+            currents = project_spikes(saved.spikes, readout_weight)
+    return saved.spikes, saved.membrane, currents
 
 
 # --------------------------------------------------------------------------------------------
@@ -411,6 +477,7 @@ class _CompiledLIF(torch.autograd.Function):
         weight,
         bias,
         recurrent_weight,
+        readout_weight,
         uniform,
         params,
         modes,
@@ -422,6 +489,10 @@ class _CompiledLIF(torch.autograd.Function):
         like = first if pattern is None else weight
         rec = None if recurrent_weight is None else recurrent_weight.detach()
         saved = _forward(source, shape, like, rec, params, modes, uniform, record, True)
+        currents = None
+        if readout_weight is not None:
+            currents = project_spikes(saved.spikes, readout_weight.detach())
+        ctx.readout_weight = None if readout_weight is None else readout_weight.detach()
         ctx.params, ctx.modes = params, modes
         # a dense drive is not kept: only its layout, for its gradient
         if pattern is not None:
@@ -433,19 +504,25 @@ class _CompiledLIF(torch.autograd.Function):
         ctx.save_for_backward(
             saved.spikes, saved.derivative, saved.pre_reset, saved.checkpoints, x, weight, rec
         )
-        return saved.spikes, saved.membrane
+        return saved.spikes, saved.membrane, currents
 
     @staticmethod
-    def backward(ctx, grad_spikes, grad_membrane):  # type: ignore[override]
+    def backward(ctx, grad_spikes, grad_membrane, grad_currents):  # type: ignore[override]
         spikes, derivative, pre_reset, checkpoints, x, weight, rec = ctx.saved_tensors
         params, modes, source = ctx.params, ctx.modes, ctx.source
-        need_first, need_weight, need_bias, need_rec = ctx.needs_input_grad[:4]
-        adjoint = _Adjoint(spikes, grad_spikes, grad_membrane, params, modes, rec)
+        need_first, need_weight, need_bias, need_rec, need_readout = ctx.needs_input_grad[:5]
+        readout = None
+        grad_readout = None
+        if grad_currents is not None:
+            readout = (grad_currents, ctx.readout_weight)
+            if need_readout:
+                grad_readout = _readout_grad(grad_currents, spikes)
+        adjoint = _Adjoint(spikes, grad_spikes, grad_membrane, params, modes, rec, readout)
         if not source.checkpointed:
             grad_drive = source.empty_like_drive(spikes)
             adjoint.run(0, spikes.shape[0], grad_drive, derivative, pre_reset, None)
             grad_rec = _recurrent_grad(grad_drive, spikes) if need_rec else None
-            return grad_drive, None, None, grad_rec, None, None, None, None, None, None
+            return (grad_drive, None, None, grad_rec, grad_readout, *(None,) * 6)
 
         n_steps, n_samples, n_units = spikes.shape
         grad_first = torch.empty_like(x) if need_first else None
@@ -471,7 +548,7 @@ class _CompiledLIF(torch.autograd.Function):
                 g_v = _recurrent_grad(gp, spikes[start:stop])
                 grad_rec = g_v if grad_rec is None else grad_rec.add_(g_v)
         grad_weight = grad_weight_t.t() if need_weight else None
-        return grad_first, grad_weight, grad_bias, grad_rec, None, None, None, None, None, None
+        return (grad_first, grad_weight, grad_bias, grad_rec, grad_readout, *(None,) * 6)
 
 
 def _node_source(first, weight, pattern, bias, n_steps):
@@ -517,6 +594,13 @@ def _weight_grad(pattern, start: int, stop: int, grad: Tensor, out: Tensor) -> N
     )
 
 
+def _readout_grad(grad_currents: Tensor, spikes: Tensor) -> Tensor:
+    """``dL/dW_out = sum_t dL/dC[t]^T S[t]`` for the readout's currents ``C = S W_out^T``."""
+    n_outputs, n_units = grad_currents.shape[-1], spikes.shape[-1]
+    rows = grad_currents.to(spikes.dtype).reshape(-1, n_outputs)
+    return rows.t() @ spikes.reshape(-1, n_units)
+
+
 def _recurrent_grad(grad_drive: Tensor, spikes: Tensor) -> Tensor:
     """``dL/dV = sum_t dL/dI[t+1]^T S[t]``, with ``dL/dP[t] = dL/dI[t+1]``."""
     n_units = spikes.shape[-1]
@@ -527,10 +611,25 @@ class _Adjoint:
     """Runs the adjoint kernel over ranges of steps, from the last range to the first, carrying
     ``dL/dU`` and ``dL/dI`` between them."""
 
-    def __init__(self, spikes, grad_spikes, grad_membrane, params, modes, recurrent_weight):
+    def __init__(
+        self, spikes, grad_spikes, grad_membrane, params, modes, recurrent_weight, readout=None
+    ):
+        """``readout``: the gradient of the readout's currents and the readout's weight, when
+        the spikes also drive the readout (:meth:`CompiledEngine.run_last_layer`)."""
         self.spikes, self.modes, self.rec = spikes, modes, recurrent_weight
         n_samples, n_units = spikes.shape[1:]
         dtype = spikes.dtype
+        self.readout = None
+        if readout is not None:
+            grad_currents, readout_weight = readout
+            rows = grad_currents.detach().to(dtype).reshape(-1, readout_weight.shape[0])
+            if recurrent_weight is not None:
+                # dL/dS feeds the step-by-step recurrent products: written out here
+                from_readout = (rows @ readout_weight.to(dtype)).view(spikes.shape)
+                grad_spikes = from_readout if grad_spikes is None else grad_spikes + from_readout
+            else:
+                weight_np = readout_weight.to(dtype).contiguous().numpy()
+                self.readout = (rows.contiguous().numpy(), weight_np)
         self.grad_spikes = None if grad_spikes is None else grad_spikes.detach().to(dtype)
         self.s_np = spikes.numpy()
         self.gs_np = None if recurrent_weight is not None else _history(grad_spikes, dtype)
@@ -559,6 +658,7 @@ class _Adjoint:
             recompute,
             events,
             total,
+            self.readout is not None,
         )
 
     def run(self, start, stop, grad_drive, derivative, pre_reset, block) -> None:
@@ -573,6 +673,7 @@ class _Adjoint:
             g_rows, g_step, g_sample = _rows(grad_drive)
         gu, gi = self.gu.numpy(), self.gi.numpy()
         s_np, gm_np, c = self.s_np, self.gm_np, self.c
+        readout = (gu, gu) if self.readout is None else self.readout
         if self.rec is None:
             has_gs = self.gs_np is not None
             gs_np = self.gs_np if has_gs else s_np
@@ -582,8 +683,8 @@ class _Adjoint:
                 d_np = derivative.numpy()
                 a_np = s_np if pre_reset is None else pre_reset.numpy()
                 current = (gu, 0, 0, *_Events.unused(s_np[0]))
-                args = (start, stop, *current, gu, gu, s_np, gs_np, gm_np, d_np, a_np)
-                args += (gu, gi, g_rows, g_step, g_sample, c)
+                args = (start, stop, *current, gu, gu, s_np, gs_np, gm_np, *readout, d_np)
+                args += (a_np, gu, gi, g_rows, g_step, g_sample, c)
             else:
                 current, checkpoint = block
                 if events:
@@ -591,7 +692,7 @@ class _Adjoint:
                 else:
                     current = (*_rows(current), *_Events.unused(s_np[0]))
                 u0, i0 = checkpoint[0].numpy(), checkpoint[1].numpy()
-                args = (start, stop, *current, u0, i0, s_np, gs_np, gm_np)
+                args = (start, stop, *current, u0, i0, s_np, gs_np, gm_np, *readout)
                 args += (s_np, s_np, gu, gi, g_rows, g_step, g_sample, c)
             _over_samples(kernel, self.spikes.shape[1], (stop - start) * self.cells, args)
             return
@@ -616,6 +717,8 @@ class _Adjoint:
             args = (0, 1, gu, 0, 0, *_Events.unused(gu), gu, gu, s_np[t : t + 1], g_s_np)
             args += (
                 gm_np[t : t + 1],
+                gu,
+                gu,
                 d_np[j : j + 1],
                 a_np[j : j + 1],
                 gu,

@@ -7,6 +7,8 @@ itself lives in :mod:`sksnn.engines._fused` and :mod:`sksnn.engines._fused_steps
 
 from __future__ import annotations
 
+import functools
+
 from torch import Tensor
 
 from .._sparse import BinaryPattern, StepPattern, binary_linear, binary_pattern
@@ -52,11 +54,19 @@ class FusedEngine(Engine):
         )
 
     def project(self, x: Tensor, weight: Tensor, binary: bool) -> Tensor:
-        def product(rows: Tensor, w: Tensor) -> Tensor:
-            pattern = binary_pattern(rows, w.shape[0], known_binary=binary)
-            return rows @ w.T if pattern is None else binary_linear(rows, w, pattern)
+        return project(x, weight, functools.partial(_product, binary=binary))
 
-        return project(x, weight, product)
+
+def _product(rows: Tensor, weight: Tensor, binary: bool) -> Tensor:
+    """``rows @ weight.T``, event by event where ``rows`` is 0/1 and sparse enough."""
+    pattern = binary_pattern(rows, weight.shape[0], known_binary=binary)
+    return rows @ weight.T if pattern is None else binary_linear(rows, weight, pattern)
+
+
+def project_spikes(spikes: Tensor, weight: Tensor) -> Tensor:
+    """The readout's currents ``spikes @ weight.T`` as :meth:`FusedEngine.project` computes
+    them (the same numbers)."""
+    return project(spikes, weight, functools.partial(_product, binary=True))
 
 
 def _pattern(layer_input: LayerInput, weight: Tensor) -> BinaryPattern | StepPattern | None:
