@@ -12,6 +12,11 @@ every block of steps, the adjoint recomputes each block from its checkpoint, and
 gradient is scattered event by event. Counter-based uniform numbers
 (:class:`~sksnn.noise.CounterUniform`) are computed where each spike is drawn, never stored.
 
+The last hidden layer's node (:meth:`CompiledEngine.run_last_layer`) also returns the
+readout's currents ``S W_out^T``; its adjoint adds their gradient ``dL/dC[t] W_out`` to
+``dL/dS[t]`` where it needs it, so that no gradient the size of all the spikes is written by a
+matrix product and read back.
+
 A recurrent layer adds ``S[t] V^T`` inside the forward loop, from the rows of ``V^T`` of the
 units that spiked (spikes are 0/1 and few); its adjoint runs one compiled step at a time with
 ``dL/dI[t+1] V`` a torch (BLAS) product between steps, that product being dense.
@@ -619,17 +624,17 @@ class _Adjoint:
         self.spikes, self.modes, self.rec = spikes, modes, recurrent_weight
         n_samples, n_units = spikes.shape[1:]
         dtype = spikes.dtype
-        self.readout = None
+        self.readout = self.step_readout = None
         if readout is not None:
             grad_currents, readout_weight = readout
-            rows = grad_currents.detach().to(dtype).reshape(-1, readout_weight.shape[0])
+            n_outputs = readout_weight.shape[0]
+            rows = grad_currents.detach().to(dtype).contiguous().view(-1, n_outputs)
+            readout_weight = readout_weight.to(dtype).contiguous()
             if recurrent_weight is not None:
-                # dL/dS feeds the step-by-step recurrent products: written out here
-                from_readout = (rows @ readout_weight.to(dtype)).view(spikes.shape)
-                grad_spikes = from_readout if grad_spikes is None else grad_spikes + from_readout
+                # added to each step's recurrent product, between the compiled steps
+                self.step_readout = (rows.view(-1, n_samples, n_outputs), readout_weight)
             else:
-                weight_np = readout_weight.to(dtype).contiguous().numpy()
-                self.readout = (rows.contiguous().numpy(), weight_np)
+                self.readout = (rows.numpy(), readout_weight.numpy())
         self.grad_spikes = None if grad_spikes is None else grad_spikes.detach().to(dtype)
         self.s_np = spikes.numpy()
         self.gs_np = None if recurrent_weight is not None else _history(grad_spikes, dtype)
@@ -709,10 +714,7 @@ class _Adjoint:
         g_s_np = g_s.numpy()
         for t in reversed(range(start, stop)):
             j = t - offset
-            if self.grad_spikes is None:
-                torch.mm(self.gi, self.rec, out=g_s[0])
-            else:
-                torch.addmm(self.grad_spikes[t], self.gi, self.rec, out=g_s[0])
+            self._spike_grad(t, g_s[0])
             rows = g_rows[(t - start) * g_step :]
             args = (0, 1, gu, 0, 0, *_Events.unused(gu), gu, gu, s_np[t : t + 1], g_s_np)
             args += (
@@ -729,6 +731,21 @@ class _Adjoint:
                 c,
             )
             kernel(0, self.spikes.shape[1], *args)  # one step: as in the forward pass
+
+    def _spike_grad(self, t: int, out: Tensor) -> None:
+        """``dL/dS[t]`` of a recurrent layer into ``out``: the spikes' own gradient, the
+        readout's ``dL/dC[t] W_out`` and the recurrent current's ``dL/dI[t + 1] V``."""
+        if self.step_readout is not None:
+            grad_currents, readout_weight = self.step_readout
+            if self.grad_spikes is None:
+                torch.mm(grad_currents[t], readout_weight, out=out)
+            else:
+                torch.addmm(self.grad_spikes[t], grad_currents[t], readout_weight, out=out)
+            out.addmm_(self.gi, self.rec)
+        elif self.grad_spikes is None:
+            torch.mm(self.gi, self.rec, out=out)
+        else:
+            torch.addmm(self.grad_spikes[t], self.gi, self.rec, out=out)
 
     def _replay(self, start, stop, current, checkpoint):
         """The block's surrogate derivatives and pre-reset potentials, recomputed with its
