@@ -50,8 +50,8 @@ def map_threads(fn: Callable[[int], object], n_tasks: int) -> list:
 
     For tasks that spend their time in code that releases the GIL (NumPy, compiled kernels)
     and are large enough (milliseconds each) to pay for a hand-over between threads. Task
-    ``k`` runs on thread ``k mod n_threads``; the first exception raised is re-raised once all
-    tasks have ended.
+    ``k`` runs on thread ``k mod n_threads`` (fewer where the OpenMP runtime gives fewer); the
+    first exception raised is re-raised once all tasks have ended.
     """
     n_threads = min(torch.get_num_threads(), n_tasks)
     if n_threads < 2:
@@ -69,9 +69,11 @@ def _on_openmp_threads(runtime, fn, n_tasks: int, n_threads: int) -> list:
     errors: list[BaseException] = []
 
     def body(_data) -> None:
-        k = runtime.omp_get_thread_num()
+        # the team may be smaller than asked for (inside another parallel region, under a
+        # thread limit): its threads share out all the tasks
+        k, team = runtime.omp_get_thread_num(), runtime.omp_get_num_threads()
         try:
-            for task in range(k, n_tasks, n_threads):
+            for task in range(k, n_tasks, team):
                 results[task] = fn(task)
         except BaseException as error:  # an exception cannot cross the C runtime
             errors.append(error)
@@ -120,6 +122,7 @@ def _openmp_runtime() -> ctypes.CDLL | None:
         runtime.GOMP_parallel.argtypes = [_TASK, ctypes.c_void_p, ctypes.c_uint, ctypes.c_uint]
         runtime.GOMP_parallel.restype = None
         runtime.omp_get_thread_num.restype = ctypes.c_int
+        runtime.omp_get_num_threads.restype = ctypes.c_int
     except (OSError, AttributeError):
         return None
     return runtime

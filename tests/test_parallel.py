@@ -58,6 +58,24 @@ def test_the_first_exception_is_raised_after_all_tasks(two_threads, monkeypatch,
     assert done == [0]
 
 
+def test_a_smaller_team_still_runs_every_task(two_threads):
+    """Inside another OpenMP parallel region the runtime gives a team of one thread (nested
+    parallelism is off by default): that thread runs all the tasks."""
+    runtime = _parallel._openmp_runtime()
+    if runtime is None:
+        pytest.skip("torch's OpenMP runtime is not usable here")
+    inner = []
+
+    def outer(_data):
+        if runtime.omp_get_thread_num() == 0:
+            inner.append(map_threads(_where, 5))
+
+    task = _parallel._TASK(outer)
+    runtime.GOMP_parallel(task, None, 2, 0)
+    assert [k for k, _ in inner[0]] == list(range(5))
+    assert len({ident for _, ident in inner[0]}) == 1
+
+
 def test_one_thread_runs_the_tasks_in_the_calling_thread():
     previous = torch.get_num_threads()
     torch.set_num_threads(1)
