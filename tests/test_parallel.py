@@ -19,16 +19,22 @@ def two_threads():
     torch.set_num_threads(previous)
 
 
+@pytest.fixture(params=[True, False], ids=["openmp", "pool"])
+def openmp(request, two_threads, monkeypatch):
+    """Whether tasks run on torch's OpenMP threads (skipped where that runtime is not
+    usable) or on the pool (the runtime hidden)."""
+    if request.param and _parallel._openmp_runtime() is None:
+        pytest.skip("torch's OpenMP runtime is not usable here")
+    if not request.param:
+        monkeypatch.setattr(_parallel, "_openmp_runtime", lambda: None)
+    return request.param
+
+
 def _where(k: int) -> tuple[int, int]:
     return k, threading.get_ident()
 
 
-@pytest.mark.parametrize("openmp", [True, False])
-def test_tasks_run_on_two_threads_in_order(two_threads, monkeypatch, openmp):
-    if openmp and _parallel._openmp_runtime() is None:
-        pytest.skip("torch's OpenMP runtime is not usable here")
-    if not openmp:
-        monkeypatch.setattr(_parallel, "_openmp_runtime", lambda: None)
+def test_tasks_run_on_two_threads_in_order(openmp):
     out = map_threads(_where, 7)
     assert [k for k, _ in out] == list(range(7))
     if openmp:  # the calling thread is the team's first; task k runs on thread k mod 2
@@ -39,12 +45,7 @@ def test_tasks_run_on_two_threads_in_order(two_threads, monkeypatch, openmp):
         assert threading.get_ident() not in {ident for _, ident in out}
 
 
-@pytest.mark.parametrize("openmp", [True, False])
-def test_the_first_exception_is_raised_after_all_tasks(two_threads, monkeypatch, openmp):
-    if openmp and _parallel._openmp_runtime() is None:
-        pytest.skip("torch's OpenMP runtime is not usable here")
-    if not openmp:
-        monkeypatch.setattr(_parallel, "_openmp_runtime", lambda: None)
+def test_the_first_exception_is_raised_after_all_tasks(openmp):
     done = []
 
     def task(k):

@@ -254,14 +254,27 @@ def _run(
             n_steps,
         )
     with torch.no_grad():
-        source, shape = _node_source(first, weight, pattern, bias, n_steps)
-        like = first if pattern is None else weight
-        rec = None if recurrent_weight is None else recurrent_weight.detach()
-        saved = _forward(source, shape, like, rec, params, modes, uniform, record, False)
-        currents = None
-        if readout_weight is not None:
-            currents = project_spikes(saved.spikes, readout_weight)
+        _, saved, currents = _layer_forward(
+            first, weight, pattern, bias, n_steps, recurrent_weight, readout_weight,
+            params, modes, uniform, record, False,
+        )  # fmt: skip
     return saved.spikes, saved.membrane, currents
+
+
+def _layer_forward(
+    first, weight, pattern, bias, n_steps, recurrent_weight, readout_weight, params, modes,
+    uniform, record, for_backward,
+):  # fmt: skip
+    """The layer's source, what :func:`_forward` returns, and the readout's currents (None
+    without ``readout_weight``): the forward pass with or without a backward to come."""
+    source, shape = _node_source(first, weight, pattern, bias, n_steps)
+    like = first if pattern is None else weight
+    rec = None if recurrent_weight is None else recurrent_weight.detach()
+    saved = _forward(source, shape, like, rec, params, modes, uniform, record, for_backward)
+    currents = None
+    if readout_weight is not None:
+        currents = project_spikes(saved.spikes, readout_weight.detach())
+    return source, saved, currents
 
 
 # --------------------------------------------------------------------------------------------
@@ -490,13 +503,10 @@ class _CompiledLIF(torch.autograd.Function):
         pattern,
         n_steps,
     ):  # type: ignore[override]
-        source, shape = _node_source(first, weight, pattern, bias, n_steps)
-        like = first if pattern is None else weight
-        rec = None if recurrent_weight is None else recurrent_weight.detach()
-        saved = _forward(source, shape, like, rec, params, modes, uniform, record, True)
-        currents = None
-        if readout_weight is not None:
-            currents = project_spikes(saved.spikes, readout_weight.detach())
+        source, saved, currents = _layer_forward(
+            first, weight, pattern, bias, n_steps, recurrent_weight, readout_weight,
+            params, modes, uniform, record, True,
+        )  # fmt: skip
         ctx.readout_weight = None if readout_weight is None else readout_weight.detach()
         ctx.params, ctx.modes = params, modes
         # a dense drive is not kept: only its layout, for its gradient
@@ -506,6 +516,7 @@ class _CompiledLIF(torch.autograd.Function):
             ctx.source = _ConstantLayout() if n_steps is not None else _DenseLayout(first)
         ctx.set_materialize_grads(False)
         x = first if pattern is not None and first is not None and first.requires_grad else None
+        rec = None if recurrent_weight is None else recurrent_weight.detach()
         ctx.save_for_backward(
             saved.spikes, saved.derivative, saved.pre_reset, saved.checkpoints, x, weight, rec
         )
