@@ -37,7 +37,10 @@ __all__ = [
     "SHAPES",
     "adjoint_rows",
     "forward_rows",
+    "project_events",
+    "scatter_rows",
     "specialised",
+    "spike_events",
 ]
 
 #: Escape noise of the forward pass (0: deterministic, ``[U > threshold]``).
@@ -460,11 +463,23 @@ def _feed_back(i, fed_back, s_row, recurrent_t, spiked):
         i[n] += fed_back[n]
 
 
+@njit(inline="always", **_JIT)
+def _spike_masks(s_row, out):
+    """``out[w]``: bit ``k`` set where ``s_row[32 w + k]`` is not 0."""
+    n_units = s_row.shape[0]
+    for w in range(out.shape[0]):
+        bits = np.uint32(0)
+        first = w * 32
+        for n in range(first, min(first + 32, n_units)):
+            bits |= np.uint32(s_row[n] != 0) << np.uint32(n - first)
+        out[w] = bits
+
+
 @njit(nogil=True, cache=True, **_JIT)
 def forward_rows(
     b0, b1, t0, t1, drive, row_step, row_sample, offsets, cols, weight_t, bias, uniform,
-    bases, cells, recurrent_t, u_state, i_state, spikes, membrane, hist_d, hist_a, c, noise,
-    counter, events, recurrent, reset, record, shape, keep_d, keep_a, sample,
+    bases, cells, recurrent_t, u_state, i_state, spikes, membrane, hist_d, hist_a, masks, c,
+    noise, counter, events, recurrent, reset, record, shape, keep_d, keep_a, sample, keep_masks,
 ):  # fmt: skip
     """Steps ``t0:t1`` of samples ``b0:b1``: spikes written at their steps, and with
     ``record``/``keep_d``/``keep_a`` the membranes ``U``, the surrogate derivatives ``D``
@@ -479,9 +494,12 @@ def forward_rows(
     ``recurrent`` the current of step ``t + 1`` also gains ``S[t] V^T``, the rows of
     ``recurrent_t`` (``V^T``) of the units that spiked: spikes are 0/1 and few, so the sample's
     own spikes make its recurrent current without a matrix product. Without ``sample`` the
-    spikes are read, not drawn (replaying a block for the adjoint). Arrays that are not read or
-    not written may be any array of their kind. The last ten arguments are compile-time
-    modes."""
+    spikes are read, not drawn (replaying a block for the adjoint). With ``keep_masks`` each
+    step's spikes are also summarised in ``masks`` (rows ``t * n_samples + b``, bit ``n % 32``
+    of word ``n // 32`` set where unit ``n`` spiked), from which :func:`spike_events` lists
+    them. Arrays that are not read or not written may be any array of their kind. The last
+    eleven arguments are compile-time modes."""
+    literally(keep_masks)
     literally(sample)
     literally(noise)
     literally(counter)
@@ -540,6 +558,8 @@ def forward_rows(
                     spiked |= _spike_bit(s, n)
             if recurrent:
                 _feed_back(i, fed_back, s_row, recurrent_t, spiked)
+            if keep_masks:
+                _spike_masks(s_row, masks[t * n_samples + b])
     _restore_fp(fp_setting)
 
 
@@ -697,7 +717,8 @@ def specialised(kind: str, dtype, *modes):
     if kind == "forward":
         kernel = forward_rows
         uniform = (a3, _array(np.uint32, 1), _array(np.uint32, 2))
-        head = (i64, i64, i64, i64, *current, *uniform, a2, a2, a2, a3, a3, a3, a3, a1)
+        head = (i64, i64, i64, i64, *current, *uniform, a2, a2, a2, a3, a3, a3, a3)
+        head += (_array(np.uint32, 2), a1)
     else:
         kernel = adjoint_rows
         head = (i64, i64, i64, i64, *current, a2, a2, a3, a3, a3, a2, a2, a3, a3, a2, a2, a2)
@@ -736,3 +757,64 @@ def scatter_rows(c0, c1, keys, cols, grad, out):
         o = out[c]
         for n in range(o.shape[0]):
             o[n] += g[n]
+
+
+# --------------------------------------------------------------------------------------------
+# A layer's spikes as events
+# --------------------------------------------------------------------------------------------
+
+
+@intrinsic
+def _popcount32(typingctx, bits):
+    """The number of set bits of the uint32 ``bits``."""
+
+    def codegen(context, builder, signature, args):
+        return builder.ctpop(args[0])
+
+    return types.uint32(types.uint32), codegen
+
+
+@intrinsic
+def _lowest_bit(typingctx, bits):
+    """The position of the lowest set bit of the non-zero uint32 ``bits``."""
+
+    def codegen(context, builder, signature, args):
+        return builder.cttz(args[0], ir.Constant(ir.IntType(1), 1))
+
+    return types.uint32(types.uint32), codegen
+
+
+@njit(nogil=True, cache=True, **_JIT)
+def spike_events(masks):
+    """The events of the spikes that :func:`forward_rows` summarised in ``masks`` (one row of
+    words per time-major row): ``offsets`` (the events of row ``r`` are
+    ``offsets[r]:offsets[r + 1]``), then each event's row and column, by row and then by
+    column, all int32."""
+    n_rows, n_words = masks.shape
+    offsets = np.empty(n_rows + 1, dtype=np.int32)
+    total = 0
+    for r in range(n_rows):
+        offsets[r] = total
+        for w in range(n_words):
+            total += _popcount32(masks[r, w])
+    offsets[n_rows] = total
+    keys = np.empty(total, dtype=np.int32)
+    cols = np.empty(total, dtype=np.int32)
+    e = 0
+    for r in range(n_rows):
+        for w in range(n_words):
+            bits = masks[r, w]
+            while bits != 0:
+                keys[e] = r
+                cols[e] = w * 32 + _lowest_bit(bits)
+                e += 1
+                bits &= bits - np.uint32(1)
+    return offsets, keys, cols
+
+
+@njit(nogil=True, cache=True, **_JIT)
+def project_events(r0, r1, offsets, cols, weight_t, bias, out):
+    """``out[r]`` for rows ``r0:r1`` of a 0/1 matrix (``offsets``, ``cols``): the sum of
+    ``weight_t``'s rows of its active columns plus ``bias``, as in the kernels."""
+    for r in range(r0, r1):
+        _event_drive(out[r], r, offsets, cols, weight_t, bias, True)

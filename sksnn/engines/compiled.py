@@ -46,12 +46,13 @@ import torch
 from torch import Tensor
 
 from .._parallel import map_threads
+from .._sparse import StepPattern
 from ..neuron import LIFParameters
 from ..noise import CounterUniform, cell_hashes
 from ._fused import _DenseLayout, _DenseSource, _is_batch_major, _needs_grad, _source
 from ._fused_steps import block_length, blocks_of
 from .base import _affine, is_constant_in_time, project
-from .fused import FusedEngine, _pattern, project_spikes
+from .fused import FusedEngine, _pattern
 
 __all__ = ["CompiledEngine", "compiled_available"]
 
@@ -270,10 +271,15 @@ def _layer_forward(
     source, shape = _node_source(first, weight, pattern, bias, n_steps)
     like = first if pattern is None else weight
     rec = None if recurrent_weight is None else recurrent_weight.detach()
-    saved = _forward(source, shape, like, rec, params, modes, uniform, record, for_backward)
+    # the spikes' events give the readout's currents and, in the backward pass, the readout's
+    # and the recurrent weight's gradients
+    keep_events = readout_weight is not None or (for_backward and rec is not None)
+    saved = _forward(
+        source, shape, like, rec, params, modes, uniform, record, for_backward, keep_events
+    )
     currents = None
     if readout_weight is not None:
-        currents = project_spikes(saved.spikes, readout_weight.detach())
+        currents = _project_spikes(saved.events, readout_weight.detach())
     return source, saved, currents
 
 
@@ -311,17 +317,18 @@ def _constants(params: LIFParameters, modes: _Modes, dtype: torch.dtype) -> np.n
     )
 
 
-def _sample_ranges(n_samples: int, cells: int) -> list[tuple[int, int]]:
-    """Sample ranges for the threads: one per thread, or one when the work is small."""
+def _ranges(n_items: int, cells: int) -> list[tuple[int, int]]:
+    """Ranges of samples (or rows) for the threads: one per thread, or one when the work is
+    small."""
     n_threads = max(1, torch.get_num_threads())
-    n_parts = 1 if cells < _PARALLEL_CELLS else min(n_threads, n_samples)
-    bounds = np.linspace(0, n_samples, n_parts + 1).round().astype(int)
+    n_parts = 1 if cells < _PARALLEL_CELLS else min(n_threads, n_items)
+    bounds = np.linspace(0, n_items, n_parts + 1).round().astype(int)
     return [(int(a), int(b)) for a, b in itertools.pairwise(bounds) if b > a]
 
 
 def _over_samples(kernel, n_samples: int, cells: int, args: tuple) -> None:
     """``kernel(b0, b1, *args)`` over ranges of samples ``b0:b1``, one per thread."""
-    ranges = _sample_ranges(n_samples, cells)
+    ranges = _ranges(n_samples, cells)
     if len(ranges) == 1:
         kernel(*ranges[0], *args)
         return
@@ -333,10 +340,14 @@ def _over_samples(kernel, n_samples: int, cells: int, args: tuple) -> None:
 # --------------------------------------------------------------------------------------------
 
 
-def _forward(source, shape, like, recurrent_weight, params, modes, uniform, record, for_backward):
-    """The forward loop: spikes, membranes (if ``record``) and what the backward pass needs
-    (``for_backward``): block checkpoints of ``U`` and ``I`` for a source that is recomputed,
-    else the histories of ``D`` (and ``A`` when the reset passes a gradient)."""
+def _forward(
+    source, shape, like, recurrent_weight, params, modes, uniform, record, for_backward,
+    keep_events=False,
+):  # fmt: skip
+    """The forward loop: spikes, membranes (if ``record``), the spikes' events (if
+    ``keep_events``) and what the backward pass needs (``for_backward``): block checkpoints
+    of ``U`` and ``I`` for a source that is recomputed, else the histories of ``D`` (and ``A``
+    when the reset passes a gradient)."""
     from ._kernels import RESETS, specialised
 
     n_steps, n_samples, n_units = shape
@@ -361,6 +372,8 @@ def _forward(source, shape, like, recurrent_weight, params, modes, uniform, reco
     c = _constants(params, modes, dtype)
     events = _Events.of(source, dtype)
     fed_back = _feedback_rows(recurrent_weight, s_np)
+    n_words = (n_units + 31) // 32
+    masks = np.empty((n_steps * n_samples if keep_events else 1, n_words), dtype=np.uint32)
     surrogate = modes.shape if keep_d else 0  # unused otherwise: one specialisation
     kernel = specialised(
         "forward",
@@ -375,6 +388,7 @@ def _forward(source, shape, like, recurrent_weight, params, modes, uniform, reco
         keep_d,
         keep_a,
         True,
+        keep_events,
     )
     blocks = blocks_of(n_steps, block_length(*shape, True) if source.checkpointed else n_steps)
     if for_backward and source.checkpointed:
@@ -388,8 +402,13 @@ def _forward(source, shape, like, recurrent_weight, params, modes, uniform, reco
         else:
             current = (*_rows(source.block(start, stop)), *_Events.unused(s_np))
         args = (start, stop, *current, *numbers.arguments(), fed_back, u_np, i_np, s_np)
-        args += (*outputs, c)
+        args += (*outputs, masks, c)
         _over_samples(kernel, n_samples, (stop - start) * n_samples * n_units, args)
+    if keep_events:
+        from ._kernels import spike_events
+
+        offsets, keys, cols = (torch.from_numpy(a) for a in spike_events(masks))
+        saved.events = StepPattern(keys, cols, offsets, n_samples, n_units)
     return saved
 
 
@@ -399,6 +418,9 @@ def _feedback_rows(recurrent_weight: Tensor | None, like_np: np.ndarray) -> np.n
     if recurrent_weight is None:
         return like_np.reshape(-1, like_np.shape[-1])
     return recurrent_weight.detach().t().contiguous().numpy()
+
+
+_NO_MASKS = np.zeros((1, 1), dtype=np.uint32)
 
 
 class _Numbers:
@@ -481,6 +503,7 @@ class _Saved:
     derivative: Tensor | None = None  # D[n] = surrogate'(U[n] - threshold)
     pre_reset: Tensor | None = None  # A[n]
     checkpoints: Tensor | None = None  # (n_blocks, 2, n_samples, n): U and I at block starts
+    events: StepPattern | None = None  # the spikes' events
 
 
 class _CompiledLIF(torch.autograd.Function):
@@ -508,7 +531,7 @@ class _CompiledLIF(torch.autograd.Function):
             params, modes, uniform, record, True,
         )  # fmt: skip
         ctx.readout_weight = None if readout_weight is None else readout_weight.detach()
-        ctx.params, ctx.modes = params, modes
+        ctx.params, ctx.modes, ctx.events = params, modes, saved.events
         # a dense drive is not kept: only its layout, for its gradient
         if pattern is not None:
             ctx.source = source
@@ -532,17 +555,21 @@ class _CompiledLIF(torch.autograd.Function):
         if grad_currents is not None:
             readout = (grad_currents, ctx.readout_weight)
             if need_readout:
-                grad_readout = _readout_grad(grad_currents, spikes)
+                grad_readout = _events_t_product(ctx.events, grad_currents, spikes.dtype).t()
         adjoint = _Adjoint(spikes, grad_spikes, grad_membrane, params, modes, rec, readout)
+        n_steps, n_samples, n_units = spikes.shape
+        # dL/dV^T = sum_t S[t]^T dL/dI[t + 1], from the spikes' events
+        grad_rec_t = spikes.new_zeros(n_units, n_units) if need_rec else None
         if not source.checkpointed:
             grad_drive = source.empty_like_drive(spikes)
-            adjoint.run(0, spikes.shape[0], grad_drive, derivative, pre_reset, None)
-            grad_rec = _recurrent_grad(grad_drive, spikes) if need_rec else None
+            adjoint.run(0, n_steps, grad_drive, derivative, pre_reset, None)
+            grad_rec = None
+            if need_rec:
+                grad_rec = _events_t_product(ctx.events, grad_drive, spikes.dtype).t()
             return (grad_drive, None, None, grad_rec, grad_readout, *(None,) * 6)
 
-        n_steps, n_samples, n_units = spikes.shape
         grad_first = torch.empty_like(x) if need_first else None
-        grad_weight_t = grad_rec = None
+        grad_weight_t = None
         if need_weight:
             grad_weight_t = weight.new_zeros(weight.shape[1], weight.shape[0])
         grad_bias = weight.new_zeros(weight.shape[0]) if need_bias else None
@@ -559,11 +586,11 @@ class _CompiledLIF(torch.autograd.Function):
             if need_weight:
                 _weight_grad(source.pattern, start, stop, flat, grad_weight_t)
             if grad_first is not None:
-                grad_first[start:stop] = (flat @ weight).view(stop - start, n_samples, -1)
+                _product_into(flat, weight, grad_first[start:stop])
             if need_rec:
-                g_v = _recurrent_grad(gp, spikes[start:stop])
-                grad_rec = g_v if grad_rec is None else grad_rec.add_(g_v)
+                _weight_grad(ctx.events, start, stop, flat, grad_rec_t)
         grad_weight = grad_weight_t.t() if need_weight else None
+        grad_rec = grad_rec_t.t() if need_rec else None
         return (grad_first, grad_weight, grad_bias, grad_rec, grad_readout, *(None,) * 6)
 
 
@@ -610,17 +637,37 @@ def _weight_grad(pattern, start: int, stop: int, grad: Tensor, out: Tensor) -> N
     )
 
 
-def _readout_grad(grad_currents: Tensor, spikes: Tensor) -> Tensor:
-    """``dL/dW_out = sum_t dL/dC[t]^T S[t]`` for the readout's currents ``C = S W_out^T``."""
-    n_outputs, n_units = grad_currents.shape[-1], spikes.shape[-1]
-    rows = grad_currents.to(spikes.dtype).reshape(-1, n_outputs)
-    return rows.t() @ spikes.reshape(-1, n_units)
+def _product_into(rows: Tensor, weight: Tensor, out: Tensor) -> None:
+    """``out = rows @ weight`` (``out`` 3-D), written in place where ``out`` is contiguous."""
+    if out.is_contiguous():
+        torch.mm(rows, weight, out=out.view(-1, weight.shape[1]))
+    else:  # a batch-major input's gradient
+        out.copy_((rows @ weight).view(out.shape))
 
 
-def _recurrent_grad(grad_drive: Tensor, spikes: Tensor) -> Tensor:
-    """``dL/dV = sum_t dL/dI[t+1]^T S[t]``, with ``dL/dP[t] = dL/dI[t+1]``."""
-    n_units = spikes.shape[-1]
-    return grad_drive.reshape(-1, n_units).t() @ spikes.reshape(-1, n_units)
+def _events_t_product(events: StepPattern, grad: Tensor, dtype: torch.dtype) -> Tensor:
+    """``S^T grad`` for the spikes ``S`` given by their ``events`` and a ``grad`` of shape
+    (n_steps, n_samples, width): the readout's weight gradient ``dL/dW_out^T`` from that of
+    its currents, or the recurrent weight's ``dL/dV^T`` from ``dL/dI[t + 1]``."""
+    rows = grad.to(dtype).contiguous().view(-1, grad.shape[-1])
+    out = rows.new_zeros(events.n_cols, rows.shape[1])
+    _weight_grad(events, 0, grad.shape[0], rows, out)
+    return out
+
+
+def _project_spikes(events: StepPattern, weight: Tensor) -> Tensor:
+    """The readout's currents ``S W^T`` (n_steps, n_samples, n_outputs) from the spikes'
+    events, rows split over threads."""
+    from ._kernels import project_events
+
+    n_rows = events.n_rows
+    weight_t = weight.t().contiguous()
+    out = weight_t.new_empty(n_rows, weight_t.shape[1])
+    args = (events.offsets.numpy(), events.cols.numpy(), weight_t.numpy())
+    args += (weight_t.new_zeros(weight_t.shape[1]).numpy(), out.numpy())
+    ranges = _ranges(n_rows, out.numel())
+    map_threads(lambda k: project_events(*ranges[k], *args), len(ranges))
+    return out.view(-1, events.n_samples, weight_t.shape[1])
 
 
 class _Adjoint:
@@ -789,8 +836,9 @@ class _Adjoint:
             True,
             keep_a,
             False,
+            False,
         )
         args = (0, stop - start, *current, *_Numbers.unused(s_blk).arguments(), self.rec_t)
-        args += (u, i, s_blk, s_blk, derivative.numpy(), a_np, self.c)
+        args += (u, i, s_blk, s_blk, derivative.numpy(), a_np, _NO_MASKS, self.c)
         _over_samples(kernel, self.spikes.shape[1], (stop - start) * self.cells, args)
         return derivative, pre_reset
