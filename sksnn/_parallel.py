@@ -23,7 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import torch
 
-__all__ = ["map_threads"]
+__all__ = ["map_threads", "tasks_run_torch_single_threaded"]
 
 _pool: ThreadPoolExecutor | None = None
 _pool_key = (0, 0)
@@ -60,6 +60,13 @@ def map_threads(fn: Callable[[int], object], n_tasks: int) -> list:
     if runtime is not None:
         return _on_openmp_threads(runtime, fn, n_tasks, n_threads)
     return _on_pool(fn, n_tasks, n_threads)
+
+
+def tasks_run_torch_single_threaded() -> bool:
+    """Whether :func:`map_threads` runs its tasks on torch's OpenMP threads, where a torch
+    operation in a task runs on its task's thread alone (inside a parallel region); on the
+    pool it would start torch's threads from each task."""
+    return not _forked and _openmp_runtime() is not None
 
 
 def _on_openmp_threads(runtime, fn, n_tasks: int, n_threads: int) -> list:

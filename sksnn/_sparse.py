@@ -195,6 +195,10 @@ class StepPattern:
     def n_rows(self) -> int:
         return int(self.offsets.shape[0]) - 1
 
+    @property
+    def nnz(self) -> int:
+        return int(self.cols.shape[0])
+
     @classmethod
     def from_pattern(
         cls, pattern: BinaryPattern, n_steps: int, n_samples: int, batch_major: bool

@@ -453,6 +453,81 @@ def test_last_layer_computes_the_readout_currents_and_their_gradient(
         torch.testing.assert_close(a, b, rtol=RTOL64, atol=RTOL64 * b.abs().max().item())
 
 
+@pytest.mark.parametrize("recurrent", [False, True])
+@pytest.mark.parametrize("n_units", [20, 32, 70, 256])
+def test_spikes_carry_their_events(recurrent, n_units):
+    """A compiled layer's spikes carry their events (summarised in bit masks by the forward
+    loop, 32 units a word): exactly the non-zero entries of the spikes, by time-major row and
+    then by column, for widths below, at and between multiples of 32."""
+    from sksnn._sparse import StepPattern
+    from sksnn.engines import LayerInput
+
+    n_steps, n_samples, n_in = 9, 6, 25
+    g = torch.Generator().manual_seed(12)
+    x = (torch.rand(n_steps, n_samples, n_in, generator=g) < 0.3).float()
+    weight = torch.randn(n_units, n_in, generator=g) * 0.8
+    rec = torch.randn(n_units, n_units, generator=g) * 0.1 if recurrent else None
+    uniform = torch.rand(n_steps, n_samples, n_units, generator=g)
+    params = _params("zero", False, 0.2)
+    s, _ = get_engine("compiled").run_layer(
+        LayerInput(x, binary=True), weight, params, uniform, rec, False
+    )
+    events = getattr(s, compiled_module._EVENTS)
+    assert isinstance(events, StepPattern) and 0.02 < s.mean() < 0.6
+    rows, cols = torch.nonzero(s.reshape(-1, n_units), as_tuple=True)
+    assert torch.equal(events.keys.long(), rows) and torch.equal(events.cols.long(), cols)
+    counts = torch.bincount(rows, minlength=n_steps * n_samples)
+    assert torch.equal(events.offsets[1:].long(), counts.cumsum(0))
+    assert events.n_samples == n_samples and events.n_cols == n_units
+
+
+@pytest.mark.parametrize("recurrent", [False, True])
+def test_a_layer_takes_the_events_of_the_layer_below(monkeypatch, recurrent):
+    """Stacked compiled layers: the second takes the first one's spike events (it scans
+    nothing) and the two layers' spikes, and the gradients of every weight, equal the
+    reference engine's."""
+    from sksnn.engines import LayerInput
+
+    # 256 units spiking at about 2 %: sparse enough for the event-driven product
+    n_steps, n_samples, n_in, n_units = 15, 9, 30, 256
+    g = torch.Generator().manual_seed(13)
+    x = (torch.rand(n_steps, n_samples, n_in, generator=g) < 0.2).double()
+
+    def parameter(*shape, scale):
+        return (torch.randn(*shape, generator=g, dtype=torch.float64) * scale).requires_grad_()
+
+    w1, w2 = parameter(n_units, n_in, scale=0.2), parameter(n_units, n_units, scale=0.6)
+    b1, b2 = parameter(n_units, scale=0.1), parameter(n_units, scale=0.1)
+    recs = [parameter(n_units, n_units, scale=0.1) for _ in range(2)] if recurrent else None
+    shape = (n_steps, n_samples, n_units)
+    uniforms = [torch.rand(shape, generator=g, dtype=torch.float64) for _ in range(2)]
+    w_s = torch.randn(shape, generator=g, dtype=torch.float64)
+    params = _params("zero", False, 0.2)
+    wrt = [w1, w2, b1, b2] + (recs if recurrent else [])
+    scanned = []
+    original = compiled_module._pattern
+    monkeypatch.setattr(compiled_module, "_pattern", lambda *a: scanned.append(a) or original(*a))
+    results = []
+    for engine in ("compiled", "reference"):
+        run = get_engine(engine).run_layer
+        rec1, rec2 = recs if recurrent else (None, None)
+        s1, _ = run(LayerInput(x, binary=True), w1, params, uniforms[0], rec1, False, b1)
+        s2, _ = run(LayerInput(s1, binary=True), w2, params, uniforms[1], rec2, False, b2)
+        results.append((s1, s2, torch.autograd.grad((s2 * w_s).sum(), wrt)))
+    assert len(scanned) == 1  # the compiled engine's first layer; the second took events
+    (s1_c, s2_c, g_c), (s1_r, s2_r, g_r) = results
+    assert torch.equal(s1_c, s1_r) and torch.equal(s2_c, s2_r)
+    assert 0.005 < s1_r.mean() < 0.03 and 0.005 < s2_r.mean() < 0.6
+    for a, b in zip(g_c, g_r, strict=True):
+        assert b.abs().max() > 0
+        torch.testing.assert_close(a, b, rtol=RTOL64, atol=RTOL64 * b.abs().max().item())
+
+    # an output too narrow for the event-driven product, and any other tensor: no events
+    assert compiled_module._spike_events(s1_c, n_units) is not None
+    assert compiled_module._spike_events(s1_c, 32) is None
+    assert compiled_module._spike_events(s1_c.clone(), n_units) is None
+
+
 @pytest.mark.parametrize("mode", ["no_grad", "inference_mode"])
 def test_inference_paths(mode):
     params = _params("subtract", True, 0.2)

@@ -12,14 +12,20 @@ every block of steps, the adjoint recomputes each block from its checkpoint, and
 gradient is scattered event by event. Counter-based uniform numbers
 (:class:`~sksnn.noise.CounterUniform`) are computed where each spike is drawn, never stored.
 
-The last hidden layer's node (:meth:`CompiledEngine.run_last_layer`) also returns the
-readout's currents ``S W_out^T``; its adjoint adds their gradient ``dL/dC[t] W_out`` to
-``dL/dS[t]`` where it needs it, so that no gradient the size of all the spikes is written by a
-matrix product and read back.
+The forward loop also summarises each step's spikes in bit masks, from which the spikes'
+events are listed once the loop ends. Spikes are 0/1 and few, so the products with them run
+event by event: the next layer takes them as its input's events (they travel with the spikes
+tensor, :func:`_spike_events`), and they give the readout's currents ``S W_out^T``, the
+readout's weight gradient and the recurrent weight's. The last hidden layer's node
+(:meth:`CompiledEngine.run_last_layer`) returns the readout's currents; its adjoint adds their
+gradient ``dL/dC[t] W_out`` to ``dL/dS[t]`` where it needs it, so that no gradient the size of
+all the spikes is written by a matrix product and read back.
 
 A recurrent layer adds ``S[t] V^T`` inside the forward loop, from the rows of ``V^T`` of the
-units that spiked (spikes are 0/1 and few); its adjoint runs one compiled step at a time with
-``dL/dI[t+1] V`` a torch (BLAS) product between steps, that product being dense.
+units that spiked; its adjoint runs step by step with ``dL/dI[t+1] V`` a torch (BLAS) product
+between the compiled steps, that product being dense. Each thread runs all steps of its own
+samples, its rows of the product included (torch runs an operation inside a parallel region
+on the calling thread alone), so that a block costs one parallel region, not two per step.
 
 The compiled loops serve CPU tensors of float32 or float64, the built-in escape noises and the
 surrogates that name a compiled form (:meth:`~sksnn.surrogates.Surrogate.compiled_form`);
@@ -45,8 +51,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .._parallel import map_threads
-from .._sparse import StepPattern
+from .._parallel import map_threads, tasks_run_torch_single_threaded
+from .._sparse import StepPattern, prefer_sparse
 from ..neuron import LIFParameters
 from ..noise import CounterUniform, cell_hashes
 from ._fused import _DenseLayout, _DenseSource, _is_batch_major, _needs_grad, _source
@@ -170,17 +176,21 @@ class CompiledEngine(FusedEngine):
         currents."""
         pattern = layer_input.events
         if pattern is None:
+            pattern = _spike_events(layer_input.values, weight.shape[0])
+        if pattern is None:
             pattern = _pattern(layer_input, weight)
         x = layer_input.values
         common = (params, modes, uniform, record)
+        # the spikes feed the next layer or the readout
+        tail = (readout_weight, True)
         if pattern is None and recurrent_weight is None and is_constant_in_time(x):
             # the same current every step: projected once, its gradient summed by the adjoint
             once = _affine(x[0], weight, bias, None)
-            return _run(once, None, None, None, None, *common, len(x), readout_weight)
+            return _run(once, None, None, None, None, *common, len(x), *tail)
         if pattern is None:
             drive = project(x, weight, bias=bias)
-            return _run(drive, None, None, None, recurrent_weight, *common, None, readout_weight)
-        return _run(x, weight, pattern, bias, recurrent_weight, *common, None, readout_weight)
+            return _run(drive, None, None, None, recurrent_weight, *common, None, *tail)
+        return _run(x, weight, pattern, bias, recurrent_weight, *common, None, *tail)
 
 
 def _modes(
@@ -233,11 +243,13 @@ def _run(
     record,
     n_steps=None,
     readout_weight=None,
+    feeds_layer=False,
 ):
     """A compiled layer: spikes, membranes (or None) and, with ``readout_weight``, the
     readout's currents (else None). ``first`` is the drive (n_steps, n_samples, n_units), or
     with ``n_steps`` the one current (n_samples, n_units) of every step, or with ``pattern``
-    the binary layer input."""
+    the binary layer input. The spikes of a layer that ``feeds_layer`` (another layer or the
+    readout) carry their events (:func:`_spike_events`)."""
     if params.stochastic and uniform is None:
         raise ValueError("A stochastic neuron (temperature > 0) needs uniform noise.")
     if _needs_grad(first, weight, bias, recurrent_weight, readout_weight):
@@ -253,34 +265,51 @@ def _run(
             record,
             pattern,
             n_steps,
+            feeds_layer,
         )
     with torch.no_grad():
         _, saved, currents = _layer_forward(
             first, weight, pattern, bias, n_steps, recurrent_weight, readout_weight,
-            params, modes, uniform, record, False,
+            params, modes, uniform, record, False, feeds_layer,
         )  # fmt: skip
     return saved.spikes, saved.membrane, currents
 
 
 def _layer_forward(
     first, weight, pattern, bias, n_steps, recurrent_weight, readout_weight, params, modes,
-    uniform, record, for_backward,
+    uniform, record, for_backward, feeds_layer,
 ):  # fmt: skip
     """The layer's source, what :func:`_forward` returns, and the readout's currents (None
     without ``readout_weight``): the forward pass with or without a backward to come."""
     source, shape = _node_source(first, weight, pattern, bias, n_steps)
     like = first if pattern is None else weight
     rec = None if recurrent_weight is None else recurrent_weight.detach()
-    # the spikes' events give the readout's currents and, in the backward pass, the readout's
-    # and the recurrent weight's gradients
-    keep_events = readout_weight is not None or (for_backward and rec is not None)
+    # the spikes' events are the next layer's input events and give the readout's currents
+    # and, in the backward pass, the readout's and the recurrent weight's gradients
+    keep_events = feeds_layer or (for_backward and rec is not None)
     saved = _forward(
         source, shape, like, rec, params, modes, uniform, record, for_backward, keep_events
     )
     currents = None
     if readout_weight is not None:
         currents = _project_spikes(saved.events, readout_weight.detach())
+    if feeds_layer:
+        setattr(saved.spikes, _EVENTS, saved.events)
     return source, saved, currents
+
+
+# The attribute of the spikes of a compiled layer that holds their events.
+_EVENTS = "_sksnn_spike_events"
+
+
+def _spike_events(x: Tensor | None, width: int) -> StepPattern | None:
+    """The events of spikes that a compiled layer returned, if few enough for an event-driven
+    product of ``width`` outputs (else, as for any other tensor, None): the next compiled
+    layer takes them as its input's events instead of finding them again."""
+    events = getattr(x, _EVENTS, None)
+    if events is None or not prefer_sparse(events.nnz / max(1, x.numel()), width):
+        return None
+    return events
 
 
 # --------------------------------------------------------------------------------------------
@@ -525,10 +554,11 @@ class _CompiledLIF(torch.autograd.Function):
         record,
         pattern,
         n_steps,
+        feeds_layer,
     ):  # type: ignore[override]
         source, saved, currents = _layer_forward(
             first, weight, pattern, bias, n_steps, recurrent_weight, readout_weight,
-            params, modes, uniform, record, True,
+            params, modes, uniform, record, True, feeds_layer,
         )  # fmt: skip
         ctx.readout_weight = None if readout_weight is None else readout_weight.detach()
         ctx.params, ctx.modes, ctx.events = params, modes, saved.events
@@ -566,7 +596,7 @@ class _CompiledLIF(torch.autograd.Function):
             grad_rec = None
             if need_rec:
                 grad_rec = _events_t_product(ctx.events, grad_drive, spikes.dtype).t()
-            return (grad_drive, None, None, grad_rec, grad_readout, *(None,) * 6)
+            return (grad_drive, None, None, grad_rec, grad_readout, *(None,) * 7)
 
         grad_first = torch.empty_like(x) if need_first else None
         grad_weight_t = None
@@ -591,7 +621,7 @@ class _CompiledLIF(torch.autograd.Function):
                 _weight_grad(ctx.events, start, stop, flat, grad_rec_t)
         grad_weight = grad_weight_t.t() if need_weight else None
         grad_rec = grad_rec_t.t() if need_rec else None
-        return (grad_first, grad_weight, grad_bias, grad_rec, grad_readout, *(None,) * 6)
+        return (grad_first, grad_weight, grad_bias, grad_rec, grad_readout, *(None,) * 7)
 
 
 def _node_source(first, weight, pattern, bias, n_steps):
@@ -767,43 +797,46 @@ class _Adjoint:
         d_np = derivative.numpy()
         a_np = s_np if pre_reset is None else pre_reset.numpy()
         kernel = self._kernel(False, True)
-        # dL/dS[t] gains dL/dI[t+1] V (the recurrent current), step by step
-        g_s = self.spikes.new_empty(1, *self.spikes.shape[1:])
+        n_samples = self.spikes.shape[1]
+        # dL/dS[t] gains dL/dI[t+1] V (the recurrent current), step by step; each thread runs
+        # all steps of its samples, its rows of that product included (one parallel region
+        # per block rather than a parallel product and a compiled step per step).
+        ranges = [(0, n_samples)]
+        if tasks_run_torch_single_threaded():
+            ranges = _ranges(n_samples, (stop - start) * self.cells)
+        g_s = self.spikes.new_empty(1, n_samples, self.spikes.shape[2])
         g_s_np = g_s.numpy()
-        for t in reversed(range(start, stop)):
-            j = t - offset
-            self._spike_grad(t, g_s[0])
-            rows = g_rows[(t - start) * g_step :]
-            args = (0, 1, gu, 0, 0, *_Events.unused(gu), gu, gu, s_np[t : t + 1], g_s_np)
-            args += (
-                gm_np[t : t + 1],
-                gu,
-                gu,
-                d_np[j : j + 1],
-                a_np[j : j + 1],
-                gu,
-                gi,
-                rows,
-                g_step,
-                g_sample,
-                c,
-            )
-            kernel(0, self.spikes.shape[1], *args)  # one step: as in the forward pass
 
-    def _spike_grad(self, t: int, out: Tensor) -> None:
-        """``dL/dS[t]`` of a recurrent layer into ``out``: the spikes' own gradient, the
-        readout's ``dL/dC[t] W_out`` and the recurrent current's ``dL/dI[t + 1] V``."""
+        def samples(k: int) -> None:
+            b0, b1 = ranges[k]
+            for t in reversed(range(start, stop)):
+                j = t - offset
+                self._spike_grad(t, g_s[0, b0:b1], b0, b1)
+                rows = g_rows[(t - start) * g_step :]
+                args = (0, 1, gu, 0, 0, *_Events.unused(gu), gu, gu, s_np[t : t + 1], g_s_np)
+                args += (gm_np[t : t + 1], gu, gu, d_np[j : j + 1], a_np[j : j + 1], gu, gi)
+                args += (rows, g_step, g_sample, c)
+                kernel(b0, b1, *args)  # one step: as in the forward pass
+
+        map_threads(samples, len(ranges))
+
+    def _spike_grad(self, t: int, out: Tensor, b0: int, b1: int) -> None:
+        """``dL/dS[t]`` of a recurrent layer's samples ``b0:b1`` into ``out``: the spikes' own
+        gradient, the readout's ``dL/dC[t] W_out`` and the recurrent current's
+        ``dL/dI[t + 1] V``."""
+        gi = self.gi[b0:b1]
         if self.step_readout is not None:
             grad_currents, readout_weight = self.step_readout
             if self.grad_spikes is None:
-                torch.mm(grad_currents[t], readout_weight, out=out)
+                torch.mm(grad_currents[t, b0:b1], readout_weight, out=out)
             else:
-                torch.addmm(self.grad_spikes[t], grad_currents[t], readout_weight, out=out)
-            out.addmm_(self.gi, self.rec)
+                g_s = self.grad_spikes[t, b0:b1]
+                torch.addmm(g_s, grad_currents[t, b0:b1], readout_weight, out=out)
+            out.addmm_(gi, self.rec)
         elif self.grad_spikes is None:
-            torch.mm(self.gi, self.rec, out=out)
+            torch.mm(gi, self.rec, out=out)
         else:
-            torch.addmm(self.grad_spikes[t], self.gi, self.rec, out=out)
+            torch.addmm(self.grad_spikes[t, b0:b1], gi, self.rec, out=out)
 
     def _replay(self, start, stop, current, checkpoint):
         """The block's surrogate derivatives and pre-reset potentials, recomputed with its
