@@ -567,8 +567,8 @@ def forward_rows(
 def adjoint_rows(
     b0, b1, t0, t1, drive, row_step, row_sample, offsets, cols, weight_t, bias, u_start,
     i_start, spikes, grad_spikes, grad_membrane, grad_readout, readout_weight, hist_d, hist_a,
-    gu_state, gi_state, grad_drive, g_step, g_sample, c, reset, reset_grad, shape, has_gs,
-    has_gm, recompute, events, total, readout,
+    gu_state, gi_state, grad_drive, g_step, g_sample, grad_bias, c, reset, reset_grad, shape,
+    has_gs, has_gm, recompute, events, total, readout, bias_sum,
 ):  # fmt: skip
     """The adjoint over steps ``t0:t1`` of samples ``b0:b1`` (the whole recursion when called
     from the last block to the first).
@@ -584,9 +584,13 @@ def adjoint_rows(
     n_units), and ``dL/dS`` gains ``grad_readout[t * n_samples + b] @ readout_weight``, the
     gradient of the readout's currents, summed here rather than written out by a matrix
     product and read back. With ``total`` the current is one for all steps (``g_step`` 0) and
-    its gradient, the sum over the steps, is added to ``grad_drive``. Arrays that are not read
-    may be any array of their kind. The last nine arguments are compile-time modes.
+    its gradient, the sum over the steps, is added to ``grad_drive``. With ``bias_sum`` the
+    gradient of the input current's bias, each sample's sum of ``dL/dP`` over the steps, is
+    also added to ``grad_bias[b]`` (the samples' sums are added up by the caller, in an order
+    that does not depend on the threads). Arrays that are not read may be any array of their
+    kind. The last ten arguments are compile-time modes.
     """
+    literally(bias_sum)
     literally(readout)
     literally(total)
     literally(events)
@@ -641,6 +645,7 @@ def adjoint_rows(
                     i[n] = d[n] + a_syn * i[n]
         gu = gu_state[b]
         gi = gi_state[b]
+        gb = grad_bias[b if bias_sum else 0]
         # Two loops per step, each with few enough arrays for the vectoriser's overlap checks.
         for t in range(t1 - 1, t0 - 1, -1):
             ht = t - t0 if recompute else t
@@ -683,6 +688,9 @@ def adjoint_rows(
                 new_gu = a_mem * r_gu + e[n]
                 gu[n] = _when(has_gm, new_gu + gm_row[n], new_gu)
                 gi[n] = c_mem * r_gu + a_syn * g_i
+            if bias_sum:  # a loop of its own: one more array would stop the one above vectorising
+                for n in range(n_units):
+                    gb[n] += gp[n]
     _restore_fp(fp_setting)
 
 
@@ -722,7 +730,7 @@ def specialised(kind: str, dtype, *modes):
     else:
         kernel = adjoint_rows
         head = (i64, i64, i64, i64, *current, a2, a2, a3, a3, a3, a2, a2, a3, a3, a2, a2, a2)
-        head += (i64, i64, a1)
+        head += (i64, i64, a2, a1)
     signature = head + tuple(types.literal(mode) for mode in modes)
     with _entries_lock:
         if key not in _entries:
@@ -748,13 +756,19 @@ def scatter_rows(c0, c1, keys, cols, grad, out):
     row draws the rest of it, which another thread writes, into its cache through the
     hardware's prefetching), and each row sums its entries in the same order whatever their
     number."""
+    # The entries of rows c0:c1 first, listed without a branch: with several threads, whether
+    # an entry is a thread's own is a coin toss that the branch predictor would lose.
+    mine = np.empty(keys.shape[0], dtype=np.int32)
+    n_mine = 0
     for e in range(keys.shape[0]):
         c = cols[e]
-        if c < c0 or c >= c1:
-            continue
+        mine[n_mine] = e
+        n_mine += (c >= c0) & (c < c1)
+    for k in range(n_mine):
+        e = mine[k]
         # whole rows, so that the loop starts at 0 and vectorises
         g = grad[keys[e]]
-        o = out[c]
+        o = out[cols[e]]
         for n in range(o.shape[0]):
             o[n] += g[n]
 

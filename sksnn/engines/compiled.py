@@ -602,7 +602,8 @@ class _CompiledLIF(torch.autograd.Function):
         grad_weight_t = None
         if need_weight:
             grad_weight_t = weight.new_zeros(weight.shape[1], weight.shape[0])
-        grad_bias = weight.new_zeros(weight.shape[0]) if need_bias else None
+        if need_bias:  # each sample's sum over the steps, from the adjoint
+            adjoint.bias_rows = spikes.new_zeros(n_samples, n_units)
         events = _Events.of(source, spikes.dtype)
         blocks = blocks_of(n_steps, block_length(n_steps, n_samples, n_units, True))
         for k in reversed(range(len(blocks))):
@@ -611,8 +612,6 @@ class _CompiledLIF(torch.autograd.Function):
             gp = spikes.new_empty(stop - start, n_samples, n_units)
             adjoint.run(start, stop, gp, None, None, (current, checkpoints[k]))
             flat = gp.view(-1, n_units)
-            if grad_bias is not None:
-                grad_bias.add_(flat.sum(0))
             if need_weight:
                 _weight_grad(source.pattern, start, stop, flat, grad_weight_t)
             if grad_first is not None:
@@ -620,6 +619,7 @@ class _CompiledLIF(torch.autograd.Function):
             if need_rec:
                 _weight_grad(ctx.events, start, stop, flat, grad_rec_t)
         grad_weight = grad_weight_t.t() if need_weight else None
+        grad_bias = adjoint.bias_rows.sum(0) if need_bias else None
         grad_rec = grad_rec_t.t() if need_rec else None
         return (grad_first, grad_weight, grad_bias, grad_rec, grad_readout, *(None,) * 7)
 
@@ -734,6 +734,8 @@ class _Adjoint:
         self.gi = spikes.new_zeros(n_samples, n_units)
         self.cells = n_samples * n_units
         self.rec_t = None if recurrent_weight is None else _feedback_rows(recurrent_weight, None)
+        # (n_samples, n_units): where the adjoint sums dL/dP over the steps for a bias
+        self.bias_rows: Tensor | None = None
 
     def _kernel(self, recompute: bool, has_gs: bool, events: bool = False, total: bool = False):
         from ._kernels import specialised
@@ -752,6 +754,7 @@ class _Adjoint:
             events,
             total,
             self.readout is not None,
+            self.bias_rows is not None,
         )
 
     def run(self, start, stop, grad_drive, derivative, pre_reset, block) -> None:
@@ -765,6 +768,7 @@ class _Adjoint:
         else:
             g_rows, g_step, g_sample = _rows(grad_drive)
         gu, gi = self.gu.numpy(), self.gi.numpy()
+        gb = gu if self.bias_rows is None else self.bias_rows.numpy()
         s_np, gm_np, c = self.s_np, self.gm_np, self.c
         readout = (gu, gu) if self.readout is None else self.readout
         if self.rec is None:
@@ -777,7 +781,7 @@ class _Adjoint:
                 a_np = s_np if pre_reset is None else pre_reset.numpy()
                 current = (gu, 0, 0, *_Events.unused(s_np[0]))
                 args = (start, stop, *current, gu, gu, s_np, gs_np, gm_np, *readout, d_np)
-                args += (a_np, gu, gi, g_rows, g_step, g_sample, c)
+                args += (a_np, gu, gi, g_rows, g_step, g_sample, gb, c)
             else:
                 current, checkpoint = block
                 if events:
@@ -786,7 +790,7 @@ class _Adjoint:
                     current = (*_rows(current), *_Events.unused(s_np[0]))
                 u0, i0 = checkpoint[0].numpy(), checkpoint[1].numpy()
                 args = (start, stop, *current, u0, i0, s_np, gs_np, gm_np, *readout)
-                args += (s_np, s_np, gu, gi, g_rows, g_step, g_sample, c)
+                args += (s_np, s_np, gu, gi, g_rows, g_step, g_sample, gb, c)
             _over_samples(kernel, self.spikes.shape[1], (stop - start) * self.cells, args)
             return
         if block is not None:
@@ -815,7 +819,7 @@ class _Adjoint:
                 rows = g_rows[(t - start) * g_step :]
                 args = (0, 1, gu, 0, 0, *_Events.unused(gu), gu, gu, s_np[t : t + 1], g_s_np)
                 args += (gm_np[t : t + 1], gu, gu, d_np[j : j + 1], a_np[j : j + 1], gu, gi)
-                args += (rows, g_step, g_sample, c)
+                args += (rows, g_step, g_sample, gb, c)
                 kernel(b0, b1, *args)  # one step: as in the forward pass
 
         map_threads(samples, len(ranges))
