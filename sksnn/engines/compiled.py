@@ -58,7 +58,7 @@ from ..noise import CounterUniform, cell_hashes
 from ._fused import _DenseLayout, _DenseSource, _is_batch_major, _needs_grad, _source
 from ._fused_steps import block_length, blocks_of
 from .base import _affine, is_constant_in_time, project
-from .fused import FusedEngine, _pattern
+from .fused import FusedEngine, _pattern, project_spikes
 
 __all__ = ["CompiledEngine", "compiled_available"]
 
@@ -181,8 +181,8 @@ class CompiledEngine(FusedEngine):
             pattern = _pattern(layer_input, weight)
         x = layer_input.values
         common = (params, modes, uniform, record)
-        # the spikes feed the next layer or the readout
-        tail = (readout_weight, True)
+        # without a readout, the spikes feed the next layer
+        tail = (readout_weight, readout_weight is None)
         if pattern is None and recurrent_weight is None and is_constant_in_time(x):
             # the same current every step: projected once, its gradient summed by the adjoint
             once = _affine(x[0], weight, bias, None)
@@ -248,8 +248,8 @@ def _run(
     """A compiled layer: spikes, membranes (or None) and, with ``readout_weight``, the
     readout's currents (else None). ``first`` is the drive (n_steps, n_samples, n_units), or
     with ``n_steps`` the one current (n_samples, n_units) of every step, or with ``pattern``
-    the binary layer input. The spikes of a layer that ``feeds_layer`` (another layer or the
-    readout) carry their events (:func:`_spike_events`)."""
+    the binary layer input. The spikes of a layer that ``feeds_layer`` carry their events
+    (:func:`_spike_events`)."""
     if params.stochastic and uniform is None:
         raise ValueError("A stochastic neuron (temperature > 0) needs uniform noise.")
     if _needs_grad(first, weight, bias, recurrent_weight, readout_weight):
@@ -284,15 +284,19 @@ def _layer_forward(
     source, shape = _node_source(first, weight, pattern, bias, n_steps)
     like = first if pattern is None else weight
     rec = None if recurrent_weight is None else recurrent_weight.detach()
-    # the spikes' events are the next layer's input events and give the readout's currents
-    # and, in the backward pass, the readout's and the recurrent weight's gradients
+    # The spikes' events are the next layer's input events and give the recurrent weight's
+    # gradient; where they exist they also give the readout's currents and gradient, which
+    # alone do not pay for listing them (a dense product with a few outputs runs near BLAS
+    # speed).
     keep_events = feeds_layer or (for_backward and rec is not None)
     saved = _forward(
         source, shape, like, rec, params, modes, uniform, record, for_backward, keep_events
     )
     currents = None
-    if readout_weight is not None:
+    if readout_weight is not None and saved.events is not None:
         currents = _project_spikes(saved.events, readout_weight.detach())
+    elif readout_weight is not None:
+        currents = project_spikes(saved.spikes, readout_weight.detach())
     if feeds_layer:
         setattr(saved.spikes, _EVENTS, saved.events)
     return source, saved, currents
@@ -584,8 +588,10 @@ class _CompiledLIF(torch.autograd.Function):
         grad_readout = None
         if grad_currents is not None:
             readout = (grad_currents, ctx.readout_weight)
-            if need_readout:
+            if need_readout and ctx.events is not None:
                 grad_readout = _events_t_product(ctx.events, grad_currents, spikes.dtype).t()
+            elif need_readout:
+                grad_readout = _readout_grad(grad_currents, spikes)
         adjoint = _Adjoint(spikes, grad_spikes, grad_membrane, params, modes, rec, readout)
         n_steps, n_samples, n_units = spikes.shape
         # dL/dV^T = sum_t S[t]^T dL/dI[t + 1], from the spikes' events
@@ -673,6 +679,13 @@ def _product_into(rows: Tensor, weight: Tensor, out: Tensor) -> None:
         torch.mm(rows, weight, out=out.view(-1, weight.shape[1]))
     else:  # a batch-major input's gradient
         out.copy_((rows @ weight).view(out.shape))
+
+
+def _readout_grad(grad_currents: Tensor, spikes: Tensor) -> Tensor:
+    """``dL/dW_out = sum_t dL/dC[t]^T S[t]`` for the readout's currents ``C = S W_out^T``."""
+    n_outputs, n_units = grad_currents.shape[-1], spikes.shape[-1]
+    rows = grad_currents.to(spikes.dtype).reshape(-1, n_outputs)
+    return rows.t() @ spikes.reshape(-1, n_units)
 
 
 def _events_t_product(events: StepPattern, grad: Tensor, dtype: torch.dtype) -> Tensor:

@@ -63,6 +63,12 @@ def _product(rows: Tensor, weight: Tensor, binary: bool) -> Tensor:
     return rows @ weight.T if pattern is None else binary_linear(rows, weight, pattern)
 
 
+def project_spikes(spikes: Tensor, weight: Tensor) -> Tensor:
+    """The readout's currents ``spikes @ weight.T`` as :meth:`FusedEngine.project` computes
+    them (the same numbers)."""
+    return project(spikes, weight, functools.partial(_product, binary=True))
+
+
 def _pattern(layer_input: LayerInput, weight: Tensor) -> BinaryPattern | StepPattern | None:
     """The event-driven pattern of a layer input when it is 0/1 and sparse enough, else None."""
     x = layer_input.values
