@@ -332,6 +332,33 @@ def test_threads_change_nothing():
                 assert torch.equal(a, b)
 
 
+def test_recurrent_adjoint_on_each_threads_samples_matches_one_range(monkeypatch):
+    """The recurrent adjoint run by each thread on its own samples (its rows of ``dL/dI V``
+    included) gives the spikes and gradients of the whole batch run as one range, as where
+    the tasks cannot run torch on their own thread (the thread pool)."""
+    from sksnn._parallel import tasks_run_torch_single_threaded
+
+    if not tasks_run_torch_single_threaded() or torch.get_num_threads() < 2:
+        pytest.skip("the tasks run on torch's OpenMP threads only where they exist")
+    shape = (20, 96, 400)
+    params = _params("zero", False, 0.1)
+    drive, rec, uniform, w_s, _ = _inputs(torch.float32, True, True, shape=shape)
+    results = []
+    for per_thread in (True, False):
+        monkeypatch.setattr(
+            compiled_module, "tasks_run_torch_single_threaded", lambda p=per_thread: p
+        )
+        s, _ = lif_layer(drive, params, uniform, rec, False, engine="compiled")
+        results.append((s, torch.autograd.grad((s * w_s).sum(), [drive, rec])))
+    (s1, g1), (s2, g2) = results
+    assert torch.equal(s1, s2) and 0.02 < s1.mean() < 0.6
+    # the recurrent products are torch's on fewer rows per call, which a BLAS may sum in
+    # another order: round-off of float32 over 20 steps (RTOL32)
+    for a, b in zip(g1, g2, strict=True):
+        assert b.abs().max() > 0
+        torch.testing.assert_close(a, b, rtol=RTOL32, atol=RTOL32 * b.abs().max())
+
+
 def test_event_weight_gradient_is_split_over_threads_by_input_rows(monkeypatch):
     """The weight gradient of an event-driven layer, scattered with the threads splitting the
     weight's input columns by their share of the events: on a skewed input (a third of the

@@ -12,11 +12,13 @@ every block of steps, the adjoint recomputes each block from its checkpoint, and
 gradient is scattered event by event. Counter-based uniform numbers
 (:class:`~sksnn.noise.CounterUniform`) are computed where each spike is drawn, never stored.
 
-The forward loop also summarises each step's spikes in bit masks, from which the spikes'
-events are listed once the loop ends. Spikes are 0/1 and few, so the products with them run
-event by event: the next layer takes them as its input's events (they travel with the spikes
-tensor, :func:`_spike_events`), and they give the readout's currents ``S W_out^T``, the
-readout's weight gradient and the recurrent weight's. The last hidden layer's node
+The forward loop of a layer whose spikes feed another layer, or whose recurrent weight needs a
+gradient, also summarises each step's spikes in bit masks, from which the spikes' events are
+listed once the loop ends. Spikes are 0/1 and few, so the products with them run event by
+event: the next layer takes them as its input's events (they travel with the spikes tensor,
+:func:`_spike_events`), and they give the recurrent weight's gradient and, where they exist,
+the readout's currents ``S W_out^T`` and weight gradient (elsewhere those are dense products
+with a few outputs, which cost less than listing the events). The last hidden layer's node
 (:meth:`CompiledEngine.run_last_layer`) returns the readout's currents; its adjoint adds their
 gradient ``dL/dC[t] W_out`` to ``dL/dS[t]`` where it needs it, so that no gradient the size of
 all the spikes is written by a matrix product and read back.
