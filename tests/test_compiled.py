@@ -338,18 +338,23 @@ def test_recurrent_adjoint_on_each_threads_samples_matches_one_range(monkeypatch
     the tasks cannot run torch on their own thread (the thread pool)."""
     from sksnn._parallel import tasks_run_torch_single_threaded
 
-    if not tasks_run_torch_single_threaded() or torch.get_num_threads() < 2:
+    if not tasks_run_torch_single_threaded():
         pytest.skip("the tasks run on torch's OpenMP threads only where they exist")
     shape = (20, 96, 400)
     params = _params("zero", False, 0.1)
     drive, rec, uniform, w_s, _ = _inputs(torch.float32, True, True, shape=shape)
     results = []
-    for per_thread in (True, False):
-        monkeypatch.setattr(
-            compiled_module, "tasks_run_torch_single_threaded", lambda p=per_thread: p
-        )
-        s, _ = lif_layer(drive, params, uniform, rec, False, engine="compiled")
-        results.append((s, torch.autograd.grad((s * w_s).sum(), [drive, rec])))
+    previous = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        for per_thread in (True, False):
+            monkeypatch.setattr(
+                compiled_module, "tasks_run_torch_single_threaded", lambda p=per_thread: p
+            )
+            s, _ = lif_layer(drive, params, uniform, rec, False, engine="compiled")
+            results.append((s, torch.autograd.grad((s * w_s).sum(), [drive, rec])))
+    finally:
+        torch.set_num_threads(previous)
     (s1, g1), (s2, g2) = results
     assert torch.equal(s1, s2) and 0.02 < s1.mean() < 0.6
     # the recurrent products are torch's on fewer rows per call, which a BLAS may sum in
