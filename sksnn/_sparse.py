@@ -332,10 +332,10 @@ def binary_pattern(
     """
     if x.numel() == 0:
         return None
-    # A sampled density up to twice the cut-over still gets the exact count below rather than
-    # being rejected on a noisy estimate.
     if width is not None and not prefer_sparse(0.0, width):
         return None  # too narrow an output for the sparse product at any density
+    # A sampled density up to twice the cut-over still gets the exact count below rather than
+    # being rejected on a noisy estimate.
     if width is not None and not prefer_sparse(_sampled_density(x) / 2, width):
         return None
     find = _active_numpy if x.device.type == "cpu" else _active_torch

@@ -60,7 +60,7 @@ from ..noise import CounterUniform, cell_hashes
 from ._fused import _DenseLayout, _DenseSource, _is_batch_major, _needs_grad, _source
 from ._fused_steps import block_length, blocks_of
 from .base import _affine, is_constant_in_time, project
-from .fused import FusedEngine, _pattern, project_spikes
+from .fused import FusedEngine, _pattern, project_binary
 
 __all__ = ["CompiledEngine", "compiled_available"]
 
@@ -298,7 +298,7 @@ def _layer_forward(
     if readout_weight is not None and saved.events is not None:
         currents = _project_spikes(saved.events, readout_weight.detach())
     elif readout_weight is not None:
-        currents = project_spikes(saved.spikes, readout_weight.detach())
+        currents = project_binary(saved.spikes, readout_weight.detach(), True)
     if feeds_layer:
         setattr(saved.spikes, _EVENTS, saved.events)
     return source, saved, currents

@@ -54,7 +54,7 @@ class FusedEngine(Engine):
         )
 
     def project(self, x: Tensor, weight: Tensor, binary: bool) -> Tensor:
-        return project(x, weight, functools.partial(_product, binary=binary))
+        return project_binary(x, weight, binary)
 
 
 def _product(rows: Tensor, weight: Tensor, binary: bool) -> Tensor:
@@ -63,10 +63,10 @@ def _product(rows: Tensor, weight: Tensor, binary: bool) -> Tensor:
     return rows @ weight.T if pattern is None else binary_linear(rows, weight, pattern)
 
 
-def project_spikes(spikes: Tensor, weight: Tensor) -> Tensor:
-    """The readout's currents ``spikes @ weight.T`` as :meth:`FusedEngine.project` computes
-    them (the same numbers)."""
-    return project(spikes, weight, functools.partial(_product, binary=True))
+def project_binary(x: Tensor, weight: Tensor, binary: bool) -> Tensor:
+    """``x @ weight.T`` over all steps (:meth:`FusedEngine.project`): event by event where
+    ``x`` is 0/1 (known to be where ``binary``) and sparse enough."""
+    return project(x, weight, functools.partial(_product, binary=binary))
 
 
 def _pattern(layer_input: LayerInput, weight: Tensor) -> BinaryPattern | StepPattern | None:
