@@ -37,7 +37,7 @@ __all__ = [
     "SHAPES",
     "adjoint_rows",
     "forward_rows",
-    "project_events",
+    "scatter_masks",
     "scatter_rows",
     "specialised",
     "spike_events",
@@ -241,6 +241,13 @@ def _literal(value_type) -> int:
     return int(value_type.literal_value)
 
 
+@njit(inline="always", **_JIT)
+def _sigmoid(x, c):
+    """``1 / (1 + exp(-x))``: the sigmoid escape noise's firing probability and the logistic
+    surrogate's function."""
+    return c[_ONE] / (c[_ONE] + fast_exp(-x))
+
+
 def _spike(u, q, noise, c):
     """0/1 spike of potential ``u`` with uniform number ``q`` (compiled code only)."""
     raise NotImplementedError
@@ -253,21 +260,18 @@ def _spike_overload(u, q, noise, c):
         return lambda u, q, noise, c: c[_ONE] if u > c[_THETA] else c[_ZERO]
 
     if kind == 1:
-
-        def probability(x, c):
-            return c[_ONE] / (c[_ONE] + fast_exp(-x))
-
+        probability = _sigmoid
     elif kind == 2:
 
+        @njit(inline="always", **_JIT)
         def probability(x, c):
             return c[_HALF] * (c[_ONE] + math.erf(x * c[_INV_SQRT2]))
 
     else:
 
+        @njit(inline="always", **_JIT)
         def probability(x, c):
             return -math.expm1(-fast_exp(x))
-
-    probability = njit(inline="always", **_JIT)(probability)
 
     def impl(u, q, noise, c):
         return c[_ONE] if q < probability((u - c[_THETA]) / c[_T], c) else c[_ZERO]
@@ -301,7 +305,7 @@ def _surrogate_overload(u, shape, c):
     if kind == 0:
 
         def derivative(z, c):
-            s = c[_ONE] / (c[_ONE] + fast_exp(-z))
+            s = _sigmoid(z, c)
             return c[_BETA] * (s - s * s)
 
     elif kind == 1:
@@ -463,23 +467,85 @@ def _feed_back(i, fed_back, s_row, recurrent_t, spiked):
         i[n] += fed_back[n]
 
 
+@intrinsic
+def _popcount32(typingctx, bits):
+    """The number of set bits of the uint32 ``bits``."""
+
+    def codegen(context, builder, signature, args):
+        return builder.ctpop(args[0])
+
+    return types.uint32(types.uint32), codegen
+
+
+@intrinsic
+def _lowest_bit(typingctx, bits):
+    """The position of the lowest set bit of the non-zero uint32 ``bits``."""
+
+    def codegen(context, builder, signature, args):
+        return builder.cttz(args[0], ir.Constant(ir.IntType(1), 1))
+
+    return types.uint32(types.uint32), codegen
+
+
+@intrinsic
+def _nonzero_bits32(typingctx, row, first):
+    """Bit ``k`` set where ``row[first + k]`` is not 0, for ``k < 32`` (all within ``row``):
+    one vector comparison whose 32 results are the word's bits (a few instructions, where a
+    loop over the 32 entries would shift and OR each)."""
+    if not isinstance(row, types.Array) or row.ndim != 1:
+        return None
+
+    def codegen(context, builder, signature, args):
+        array_type = signature.args[0]
+        array = context.make_array(array_type)(context, builder, args[0])
+        pointer = cgutils.get_item_pointer(context, builder, array_type, array, [args[1]])
+        element = context.get_data_type(array_type.dtype)
+        vector = ir.VectorType(element, 32)
+        values = builder.load(
+            builder.bitcast(pointer, vector.as_pointer()), align=array_type.dtype.bitwidth // 8
+        )
+        nonzero = builder.fcmp_unordered("!=", values, ir.Constant(vector, None))
+        return builder.bitcast(nonzero, ir.IntType(32))
+
+    return types.uint32(row, types.intp), codegen
+
+
 @njit(inline="always", **_JIT)
 def _spike_masks(s_row, out):
     """``out[w]``: bit ``k`` set where ``s_row[32 w + k]`` is not 0."""
     n_units = s_row.shape[0]
-    for w in range(out.shape[0]):
+    n_full = n_units // 32
+    for w in range(n_full):
+        out[w] = _nonzero_bits32(s_row, w * 32)
+    if n_full < out.shape[0]:
         bits = np.uint32(0)
-        first = w * 32
-        for n in range(first, min(first + 32, n_units)):
+        first = n_full * 32
+        for n in range(first, n_units):
             bits |= np.uint32(s_row[n] != 0) << np.uint32(n - first)
-        out[w] = bits
+        out[n_full] = bits
+
+
+@njit(inline="always", **_JIT)
+def _masked_rows_sum(out, words, weight_t):
+    """``out`` = the sum of the rows of ``weight_t`` of the units whose bits are set in
+    ``words`` (:func:`_spike_masks`), in the order of the units: a row of 0/1 spikes times
+    ``weight_t``, event by event."""
+    out[:] = 0
+    for w in range(words.shape[0]):
+        bits = words[w]
+        while bits != 0:
+            row = weight_t[w * 32 + _lowest_bit(bits)]
+            for k in range(out.shape[0]):
+                out[k] += row[k]
+            bits &= bits - np.uint32(1)
 
 
 @njit(nogil=True, cache=True, **_JIT)
 def forward_rows(
     b0, b1, t0, t1, drive, row_step, row_sample, offsets, cols, weight_t, bias, uniform,
-    bases, cells, recurrent_t, u_state, i_state, spikes, membrane, hist_d, hist_a, masks, c,
-    noise, counter, events, recurrent, reset, record, shape, keep_d, keep_a, sample, keep_masks,
+    bases, cells, recurrent_t, u_state, i_state, spikes, membrane, hist_d, hist_a, masks,
+    readout_t, currents, c, noise, counter, events, recurrent, reset, record, shape, keep_d,
+    keep_a, sample, keep_masks, readout, matched,
 ):  # fmt: skip
     """Steps ``t0:t1`` of samples ``b0:b1``: spikes written at their steps, and with
     ``record``/``keep_d``/``keep_a`` the membranes ``U``, the surrogate derivatives ``D``
@@ -497,8 +563,15 @@ def forward_rows(
     spikes are read, not drawn (replaying a block for the adjoint). With ``keep_masks`` each
     step's spikes are also summarised in ``masks`` (rows ``t * n_samples + b``, bit ``n % 32``
     of word ``n // 32`` set where unit ``n`` spiked), from which :func:`spike_events` lists
-    them. Arrays that are not read or not written may be any array of their kind. The last
-    eleven arguments are compile-time modes."""
+    them. With ``readout`` (which needs ``keep_masks``) the spikes also drive a readout:
+    ``currents`` (rows ``t * n_samples + b``) gets the sum of the rows of ``readout_t``
+    (``W_out^T``) of the units that spiked, from the masks while the step's row is in the
+    cache. With ``matched`` (sigmoid escape noise, logistic surrogate of steepness ``1 / T``,
+    spikes drawn and ``D`` kept) the firing probability ``p`` gives both, ``D = p (1 - p) / T``,
+    from one ``exp``. Arrays that are not read or not written may be any array of their kind.
+    The last thirteen arguments are compile-time modes."""
+    literally(matched)
+    literally(readout)
     literally(keep_masks)
     literally(sample)
     literally(noise)
@@ -540,14 +613,21 @@ def forward_rows(
                 un = u[n]
                 if record:
                     m_row[n] = un
-                if keep_d:
-                    d_row[n] = _surrogate(un, shape, c)
-                if sample:
+                if matched:
                     q = _counter_number(base, cell_row[n]) if counter else q_row[n]
-                    s = _spike(un, q, noise, c)
+                    p = _sigmoid((un - c[_THETA]) / c[_T], c)
+                    d_row[n] = c[_BETA] * (p - p * p)
+                    s = c[_ONE] if q < p else c[_ZERO]
                     s_row[n] = s
                 else:
-                    s = s_row[n]
+                    if keep_d:
+                        d_row[n] = _surrogate(un, shape, c)
+                    if sample:
+                        q = _counter_number(base, cell_row[n]) if counter else q_row[n]
+                        s = _spike(un, q, noise, c)
+                        s_row[n] = s
+                    else:
+                        s = s_row[n]
                 # torch.lerp(i, u, a), the reference loop's operation
                 a = un - (un - i[n]) * c_mem if high else i[n] + a_mem * (un - i[n])
                 if keep_a:
@@ -559,7 +639,10 @@ def forward_rows(
             if recurrent:
                 _feed_back(i, fed_back, s_row, recurrent_t, spiked)
             if keep_masks:
-                _spike_masks(s_row, masks[t * n_samples + b])
+                words = masks[t * n_samples + b]
+                _spike_masks(s_row, words)
+                if readout:
+                    _masked_rows_sum(currents[t * n_samples + b], words, readout_t)
     _restore_fp(fp_setting)
 
 
@@ -656,7 +739,16 @@ def adjoint_rows(
                 gr = grad_readout[t * n_samples + b]
                 for n in range(n_units):
                     g_read[n] = _when(has_gs, gs_row[n], zero)
-                for k in range(n_outputs):
+                # four outputs per pass over the row: a quarter of the loads and stores of
+                # ``g_read``
+                n_fours = n_outputs // 4 * 4
+                for k in range(0, n_fours, 4):
+                    g0, g1, g2, g3 = gr[k], gr[k + 1], gr[k + 2], gr[k + 3]
+                    w0, w1 = readout_weight[k], readout_weight[k + 1]
+                    w2, w3 = readout_weight[k + 2], readout_weight[k + 3]
+                    for n in range(n_units):
+                        g_read[n] += (g0 * w0[n] + g1 * w1[n]) + (g2 * w2[n] + g3 * w3[n])
+                for k in range(n_fours, n_outputs):
                     g_k = gr[k]
                     w_k = readout_weight[k]
                     for n in range(n_units):
@@ -726,7 +818,7 @@ def specialised(kind: str, dtype, *modes):
         kernel = forward_rows
         uniform = (a3, _array(np.uint32, 1), _array(np.uint32, 2))
         head = (i64, i64, i64, i64, *current, *uniform, a2, a2, a2, a3, a3, a3, a3)
-        head += (_array(np.uint32, 2), a1)
+        head += (_array(np.uint32, 2), a2, a2, a1)
     else:
         kernel = adjoint_rows
         head = (i64, i64, i64, i64, *current, a2, a2, a3, a3, a3, a2, a2, a3, a3, a2, a2, a2)
@@ -778,26 +870,6 @@ def scatter_rows(c0, c1, keys, cols, grad, out):
 # --------------------------------------------------------------------------------------------
 
 
-@intrinsic
-def _popcount32(typingctx, bits):
-    """The number of set bits of the uint32 ``bits``."""
-
-    def codegen(context, builder, signature, args):
-        return builder.ctpop(args[0])
-
-    return types.uint32(types.uint32), codegen
-
-
-@intrinsic
-def _lowest_bit(typingctx, bits):
-    """The position of the lowest set bit of the non-zero uint32 ``bits``."""
-
-    def codegen(context, builder, signature, args):
-        return builder.cttz(args[0], ir.Constant(ir.IntType(1), 1))
-
-    return types.uint32(types.uint32), codegen
-
-
 @njit(nogil=True, cache=True, **_JIT)
 def spike_events(masks):
     """The events of the spikes that :func:`forward_rows` summarised in ``masks`` (one row of
@@ -827,8 +899,16 @@ def spike_events(masks):
 
 
 @njit(nogil=True, cache=True, **_JIT)
-def project_events(r0, r1, offsets, cols, weight_t, bias, out):
-    """``out[r]`` for rows ``r0:r1`` of a 0/1 matrix (``offsets``, ``cols``): the sum of
-    ``weight_t``'s rows of its active columns plus ``bias``, as in the kernels."""
-    for r in range(r0, r1):
-        _event_drive(out[r], r, offsets, cols, weight_t, bias, True)
+def scatter_masks(w0, w1, masks, grad, out):
+    """``out[n] += grad[r]`` for every row ``r`` of ``masks`` (:func:`_spike_masks`) in which
+    unit ``n`` spiked, for the units of words ``w0:w1``: their rows of ``S^T grad``. Threads
+    split the words, and each unit sums its rows in order whatever their number."""
+    for r in range(masks.shape[0]):
+        g = grad[r]
+        for w in range(w0, w1):
+            bits = masks[r, w]
+            while bits != 0:
+                o = out[w * 32 + _lowest_bit(bits)]
+                for k in range(o.shape[0]):
+                    o[k] += g[k]
+                bits &= bits - np.uint32(1)

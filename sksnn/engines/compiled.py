@@ -46,6 +46,7 @@ from __future__ import annotations
 import functools
 import importlib.util
 import itertools
+import math
 import warnings
 from dataclasses import dataclass
 
@@ -60,7 +61,7 @@ from ..noise import CounterUniform, cell_hashes
 from ._fused import _DenseLayout, _DenseSource, _is_batch_major, _needs_grad, _source
 from ._fused_steps import block_length, blocks_of
 from .base import _affine, is_constant_in_time, project
-from .fused import FusedEngine, _pattern, project_binary
+from .fused import FusedEngine, _pattern
 
 __all__ = ["CompiledEngine", "compiled_available"]
 
@@ -219,6 +220,10 @@ def _modes(
         reset_grad=not params.detach_reset and params.reset != "none",
         shape=_kernels.SHAPES[shape],
         beta=beta,
+        # the surrogate is the derivative of the escape noise's probability
+        matched=noise == "sigmoid"
+        and shape == "logistic"
+        and math.isclose(beta * params.temperature, 1.0, rel_tol=1e-12),
     )
 
 
@@ -231,6 +236,7 @@ class _Modes:
     reset_grad: bool
     shape: int
     beta: float
+    matched: bool = False
 
 
 def _run(
@@ -286,22 +292,17 @@ def _layer_forward(
     source, shape = _node_source(first, weight, pattern, bias, n_steps)
     like = first if pattern is None else weight
     rec = None if recurrent_weight is None else recurrent_weight.detach()
+    readout = None if readout_weight is None else readout_weight.detach()
     # The spikes' events are the next layer's input events and give the recurrent weight's
-    # gradient; where they exist they also give the readout's currents and gradient, which
-    # alone do not pay for listing them (a dense product with a few outputs runs near BLAS
-    # speed).
+    # gradient.
     keep_events = feeds_layer or (for_backward and rec is not None)
     saved = _forward(
-        source, shape, like, rec, params, modes, uniform, record, for_backward, keep_events
-    )
-    currents = None
-    if readout_weight is not None and saved.events is not None:
-        currents = _project_spikes(saved.events, readout_weight.detach())
-    elif readout_weight is not None:
-        currents = project_binary(saved.spikes, readout_weight.detach(), True)
+        source, shape, like, rec, params, modes, uniform, record, for_backward, keep_events,
+        readout,
+    )  # fmt: skip
     if feeds_layer:
         setattr(saved.spikes, _EVENTS, saved.events)
-    return source, saved, currents
+    return source, saved, saved.currents
 
 
 # The attribute of the spikes of a compiled layer that holds their events.
@@ -377,12 +378,13 @@ def _over_samples(kernel, n_samples: int, cells: int, args: tuple) -> None:
 
 def _forward(
     source, shape, like, recurrent_weight, params, modes, uniform, record, for_backward,
-    keep_events=False,
+    keep_events=False, readout_weight=None,
 ):  # fmt: skip
     """The forward loop: spikes, membranes (if ``record``), the spikes' events (if
-    ``keep_events``) and what the backward pass needs (``for_backward``): block checkpoints
-    of ``U`` and ``I`` for a source that is recomputed, else the histories of ``D`` (and ``A``
-    when the reset passes a gradient)."""
+    ``keep_events``), with ``readout_weight`` the readout's currents ``S W_out^T`` and the
+    spikes' bit masks (for the readout's weight gradient), and what the backward pass needs
+    (``for_backward``): block checkpoints of ``U`` and ``I`` for a source that is recomputed,
+    else the histories of ``D`` (and ``A`` when the reset passes a gradient)."""
     from ._kernels import RESETS, specialised
 
     n_steps, n_samples, n_units = shape
@@ -408,7 +410,15 @@ def _forward(
     events = _Events.of(source, dtype)
     fed_back = _feedback_rows(recurrent_weight, s_np)
     n_words = (n_units + 31) // 32
-    masks = np.empty((n_steps * n_samples if keep_events else 1, n_words), dtype=np.uint32)
+    readout = readout_weight is not None
+    keep_masks = keep_events or readout
+    masks = np.empty((n_steps * n_samples if keep_masks else 1, n_words), dtype=np.uint32)
+    if readout:
+        readout_t = readout_weight.to(dtype).t().contiguous().numpy()
+        saved.currents = like.new_empty(n_steps, n_samples, readout_t.shape[1])
+        currents_np = saved.currents.numpy().reshape(-1, readout_t.shape[1])
+    else:
+        readout_t = currents_np = u_np
     surrogate = modes.shape if keep_d else 0  # unused otherwise: one specialisation
     kernel = specialised(
         "forward",
@@ -423,7 +433,9 @@ def _forward(
         keep_d,
         keep_a,
         True,
-        keep_events,
+        keep_masks,
+        readout,
+        keep_d and modes.matched,
     )
     blocks = blocks_of(n_steps, block_length(*shape, True) if source.checkpointed else n_steps)
     if for_backward and source.checkpointed:
@@ -437,8 +449,10 @@ def _forward(
         else:
             current = (*_rows(source.block(start, stop)), *_Events.unused(s_np))
         args = (start, stop, *current, *numbers.arguments(), fed_back, u_np, i_np, s_np)
-        args += (*outputs, masks, c)
+        args += (*outputs, masks, readout_t, currents_np, c)
         _over_samples(kernel, n_samples, (stop - start) * n_samples * n_units, args)
+    if readout:
+        saved.masks = masks
     if keep_events:
         from ._kernels import spike_events
 
@@ -539,6 +553,8 @@ class _Saved:
     pre_reset: Tensor | None = None  # A[n]
     checkpoints: Tensor | None = None  # (n_blocks, 2, n_samples, n): U and I at block starts
     events: StepPattern | None = None  # the spikes' events
+    currents: Tensor | None = None  # the readout's currents
+    masks: np.ndarray | None = None  # the spikes' bit masks, one row per time-major row
 
 
 class _CompiledLIF(torch.autograd.Function):
@@ -568,6 +584,7 @@ class _CompiledLIF(torch.autograd.Function):
         )  # fmt: skip
         ctx.readout_weight = None if readout_weight is None else readout_weight.detach()
         ctx.params, ctx.modes, ctx.events = params, modes, saved.events
+        ctx.masks = saved.masks
         # a dense drive is not kept: only its layout, for its gradient
         if pattern is not None:
             ctx.source = source
@@ -590,10 +607,10 @@ class _CompiledLIF(torch.autograd.Function):
         grad_readout = None
         if grad_currents is not None:
             readout = (grad_currents, ctx.readout_weight)
-            if need_readout and ctx.events is not None:
-                grad_readout = _events_t_product(ctx.events, grad_currents, spikes.dtype).t()
-            elif need_readout:
-                grad_readout = _readout_grad(grad_currents, spikes)
+            if need_readout:
+                n_units = spikes.shape[2]
+                grad_t = _masks_t_product(ctx.masks, n_units, grad_currents, spikes.dtype)
+                grad_readout = grad_t.t()
         adjoint = _Adjoint(spikes, grad_spikes, grad_membrane, params, modes, rec, readout)
         n_steps, n_samples, n_units = spikes.shape
         # dL/dV^T = sum_t S[t]^T dL/dI[t + 1], from the spikes' events
@@ -683,36 +700,28 @@ def _product_into(rows: Tensor, weight: Tensor, out: Tensor) -> None:
         out.copy_((rows @ weight).view(out.shape))
 
 
-def _readout_grad(grad_currents: Tensor, spikes: Tensor) -> Tensor:
-    """``dL/dW_out = sum_t dL/dC[t]^T S[t]`` for the readout's currents ``C = S W_out^T``."""
-    n_outputs, n_units = grad_currents.shape[-1], spikes.shape[-1]
-    rows = grad_currents.to(spikes.dtype).reshape(-1, n_outputs)
-    return rows.t() @ spikes.reshape(-1, n_units)
-
-
 def _events_t_product(events: StepPattern, grad: Tensor, dtype: torch.dtype) -> Tensor:
     """``S^T grad`` for the spikes ``S`` given by their ``events`` and a ``grad`` of shape
-    (n_steps, n_samples, width): the readout's weight gradient ``dL/dW_out^T`` from that of
-    its currents, or the recurrent weight's ``dL/dV^T`` from ``dL/dI[t + 1]``."""
+    (n_steps, n_samples, width): the recurrent weight's ``dL/dV^T`` from ``dL/dI[t + 1]``."""
     rows = grad.to(dtype).contiguous().view(-1, grad.shape[-1])
     out = rows.new_zeros(events.n_cols, rows.shape[1])
     _weight_grad(events, 0, grad.shape[0], rows, out)
     return out
 
 
-def _project_spikes(events: StepPattern, weight: Tensor) -> Tensor:
-    """The readout's currents ``S W^T`` (n_steps, n_samples, n_outputs) from the spikes'
-    events, rows split over threads."""
-    from ._kernels import project_events
+def _masks_t_product(masks: np.ndarray, n_units: int, grad: Tensor, dtype: torch.dtype) -> Tensor:
+    """``S^T grad`` for the spikes ``S`` given by their bit ``masks`` and a ``grad`` of shape
+    (n_steps, n_samples, width): the readout's weight gradient ``dL/dW_out^T`` from that of
+    its currents. Threads split the units, 32 at a time."""
+    from ._kernels import scatter_masks
 
-    n_rows = events.n_rows
-    weight_t = weight.t().contiguous()
-    out = weight_t.new_empty(n_rows, weight_t.shape[1])
-    args = (events.offsets.numpy(), events.cols.numpy(), weight_t.numpy())
-    args += (weight_t.new_zeros(weight_t.shape[1]).numpy(), out.numpy())
-    ranges = _ranges(n_rows, out.numel())
-    map_threads(lambda k: project_events(*ranges[k], *args), len(ranges))
-    return out.view(-1, events.n_samples, weight_t.shape[1])
+    rows = grad.to(dtype).contiguous().view(-1, grad.shape[-1])
+    n_words = masks.shape[1]
+    out = rows.new_zeros(32 * n_words, rows.shape[1])
+    grad_np, out_np = rows.numpy(), out.numpy()
+    ranges = _ranges(n_words, rows.numel())
+    map_threads(lambda k: scatter_masks(*ranges[k], masks, grad_np, out_np), len(ranges))
+    return out[:n_units]
 
 
 class _Adjoint:
@@ -889,8 +898,10 @@ class _Adjoint:
             keep_a,
             False,
             False,
+            False,
+            False,
         )
         args = (0, stop - start, *current, *_Numbers.unused(s_blk).arguments(), self.rec_t)
-        args += (u, i, s_blk, s_blk, derivative.numpy(), a_np, _NO_MASKS, self.c)
+        args += (u, i, s_blk, s_blk, derivative.numpy(), a_np, _NO_MASKS, u, u, self.c)
         _over_samples(kernel, self.spikes.shape[1], (stop - start) * self.cells, args)
         return derivative, pre_reset
