@@ -13,7 +13,7 @@ Tables:
   spike inputs (5 % density): peak MB and fit seconds;
 * prediction trials: ``predict_proba`` of a classifier (defaults, 2 epochs) on 256 x 10
   features with ``predict_trials`` 1, 10 and 100: peak MB, its ratio to 1 trial, seconds;
-* readout: forward + backward of :func:`sksnn.layers.leaky_readout` on (n_steps, 200, 10), best
+* readout: forward + backward of :func:`sksnn.readout.leaky_readout` on (n_steps, 200, 10), best
   of 3, for the windowed product against one Toeplitz product over all steps and a step-by-step
   recurrence (ratios in one run).
 """
@@ -90,8 +90,8 @@ def trials(counts: list[int]) -> str:
 def readout(lengths: list[int], repeats: int) -> str:
     import torch
 
-    from sksnn.layers import _toeplitz, leaky_readout
     from sksnn.neuron import decay, psp_kernel
+    from sksnn.readout import _toeplitz, leaky_readout
 
     a_syn, a_mem = decay(2e-3, 10e-3), decay(2e-3, 20e-3)
 

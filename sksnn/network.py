@@ -19,9 +19,10 @@ from ._sparse import StepPattern
 from .encoding import ENCODINGS, encode
 from .engines import Engine, LayerInput, get_engine
 from .engines.base import project
-from .layers import DTYPE, LeakyReadout, LIFLayer, leaky_readout
+from .layers import DTYPE, LeakyReadout, LIFLayer
 from .neuron import LIFParameters
 from .noise import NoiseSource
+from .readout import leaky_readout
 
 __all__ = ["NetworkOutput", "SpikingNetwork"]
 

@@ -700,3 +700,47 @@ def test_subnormal_values_are_flushed_only_below_float32_range():
     assert (~normal & (u_ref != 0)).any()  # the case reaches subnormals
     torch.testing.assert_close(u_com[normal], u_ref[normal], rtol=4e-6, atol=0)
     assert (u_com[~normal].abs() <= torch.finfo(torch.float32).tiny).all()
+
+
+def test_one_sigmoid_serves_spike_and_surrogate_only_where_they_match():
+    drive = torch.zeros(2, 2, 2)
+    for surrogate, noise, temperature, beta, matched in [
+        ("matched", "sigmoid", 0.2, 5.0, True),
+        ("sigmoid", "sigmoid", 0.1, 10.0, True),  # the logistic surrogate at beta = 1 / T
+        ("matched", "sigmoid", 0.2, 3.0, False),
+        ("matched", "erf", 0.2, 5.0, False),
+        ("superspike", "sigmoid", 0.2, 5.0, False),
+    ]:
+        params = LIFParameters(
+            temperature=temperature,
+            escape_noise=get_escape_noise(noise),
+            surrogate=get_surrogate(surrogate, beta, noise),
+        )
+        assert compiled_module._modes(params, drive, None).matched is matched
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("n_steps", [1, 40, 300])
+def test_compiled_readout_integration_is_the_toeplitz_readout(dtype, n_steps):
+    from sksnn.readout import leaky_readout
+
+    engine = get_engine("compiled")
+    params = LIFParameters()
+    a_syn, a_mem = params.alpha_syn, params.alpha_mem
+    generator = torch.Generator().manual_seed(0)
+    currents = torch.randn(n_steps, 70, 3, generator=generator, dtype=dtype)
+    currents.requires_grad_(True)
+    grad = torch.randn(n_steps, 70, 3, generator=generator, dtype=dtype)
+    recursive = engine.integrate_readout(currents, a_syn, a_mem)
+    products = leaky_readout(currents, a_syn, a_mem)
+    # Both sum in float64, in different orders, and round to the dtype once: in float64 they
+    # agree to its round-off; in float32 they can differ by one ulp (about 5e-7 for these
+    # potentials of a few units) where the float64 sums straddle a rounding boundary.
+    tol = {"rtol": 1e-12, "atol": 1e-12} if dtype == torch.float64 else {"rtol": 0, "atol": 1e-6}
+    torch.testing.assert_close(recursive, products, **tol)
+    (g_recursive,) = torch.autograd.grad(recursive, currents, grad)
+    (g_products,) = torch.autograd.grad(products, currents, grad)
+    torch.testing.assert_close(g_recursive, g_products, **tol)
+    # each sample's potential on its own: the same numbers in any batch
+    part = engine.integrate_readout(currents.detach()[:, 5:9], a_syn, a_mem)
+    assert torch.equal(part, recursive.detach()[:, 5:9])

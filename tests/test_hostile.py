@@ -19,8 +19,8 @@ from sklearn.preprocessing import StandardScaler
 
 import sksnn.theory as theory
 from sksnn import SpikingClassifier, SpikingRegressor
-from sksnn.layers import READOUT_WINDOW, _toeplitz, leaky_readout
 from sksnn.neuron import decay, psp_kernel
+from sksnn.readout import READOUT_WINDOW, _toeplitz, leaky_readout
 from sksnn.surrogates import SURROGATES, Surrogate, register_surrogate
 
 TINY = dict(hidden_layer_sizes=(8,), n_steps=5, max_iter=2, random_state=0)

@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from sksnn.engines.reference import lif_reference
-from sksnn.layers import leaky_readout
 from sksnn.neuron import LIFParameters, psp_kernel, spike, spike_probability
 from sksnn.noise import CounterNoise, GeneratorNoise, sample_keys
+from sksnn.readout import leaky_readout
 from sksnn.surrogates import get_escape_noise, get_surrogate
 
 

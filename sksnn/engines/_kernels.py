@@ -37,6 +37,8 @@ __all__ = [
     "SHAPES",
     "adjoint_rows",
     "forward_rows",
+    "leaky_filter",
+    "leaky_filter_adjoint",
     "scatter_masks",
     "scatter_rows",
     "specialised",
@@ -912,3 +914,44 @@ def scatter_masks(w0, w1, masks, grad, out):
                 for k in range(o.shape[0]):
                     o[k] += g[k]
                 bits &= bits - np.uint32(1)
+
+
+# --------------------------------------------------------------------------------------------
+# The readout's leaky integration
+# --------------------------------------------------------------------------------------------
+
+
+@njit(nogil=True, cache=True, **_JIT)
+def leaky_filter(k0, k1, drive, out, alpha_syn, alpha_mem):
+    """Columns ``k0:k1`` of the potential of non-spiking LIF neurons driven by ``drive``
+    (n_steps, n): ``out[n]`` is ``U[n + 1]`` of ``U[n + 1] = alpha_mem U[n] + (1 - alpha_mem)
+    I[n]``, ``I[n + 1] = alpha_syn I[n] + drive[n]`` from zero, in float64 whatever the
+    arrays' dtype (as :func:`sksnn.readout.leaky_readout` computes it)."""
+    c_mem = 1.0 - alpha_mem
+    u = np.zeros(k1 - k0)
+    i = np.zeros(k1 - k0)
+    for t in range(drive.shape[0]):
+        d = drive[t, k0:k1]
+        o = out[t, k0:k1]
+        for k in range(k1 - k0):
+            v = alpha_mem * u[k] + c_mem * i[k]
+            i[k] = alpha_syn * i[k] + d[k]
+            u[k] = v
+            o[k] = v
+
+
+@njit(nogil=True, cache=True, **_JIT)
+def leaky_filter_adjoint(k0, k1, grad, out, alpha_syn, alpha_mem):
+    """Columns ``k0:k1`` of the gradient of :func:`leaky_filter`'s drive from that of its
+    output ``grad``: the same recursion run backwards in time on the adjoint states."""
+    c_mem = 1.0 - alpha_mem
+    gu = np.zeros(k1 - k0)
+    gi = np.zeros(k1 - k0)
+    for t in range(grad.shape[0] - 1, -1, -1):
+        g = grad[t, k0:k1]
+        o = out[t, k0:k1]
+        for k in range(k1 - k0):
+            new_gi = c_mem * gu[k] + alpha_syn * gi[k]
+            gu[k] = g[k] + alpha_mem * gu[k]
+            gi[k] = new_gi
+            o[k] = new_gi

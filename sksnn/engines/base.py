@@ -17,6 +17,7 @@ from torch import Tensor
 from .._sparse import StepPattern
 from ..neuron import LIFParameters
 from ..noise import CounterUniform
+from ..readout import leaky_readout
 
 __all__ = ["Engine", "LayerInput", "memory_rows", "project"]
 
@@ -137,6 +138,11 @@ class Engine:
     def project(self, x: Tensor, weight: Tensor, binary: bool) -> Tensor:
         """``x @ weight.T`` over all steps, time-major (the readout's input currents)."""
         return project(x, weight)
+
+    def integrate_readout(self, currents: Tensor, alpha_syn: float, alpha_mem: float) -> Tensor:
+        """The readout's potential from its input currents (n_steps, n_samples, n_outputs):
+        :func:`sksnn.readout.leaky_readout`."""
+        return leaky_readout(currents, alpha_syn, alpha_mem)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"

@@ -12,16 +12,18 @@ every block of steps, the adjoint recomputes each block from its checkpoint, and
 gradient is scattered event by event. Counter-based uniform numbers
 (:class:`~sksnn.noise.CounterUniform`) are computed where each spike is drawn, never stored.
 
-The forward loop of a layer whose spikes feed another layer, or whose recurrent weight needs a
-gradient, also summarises each step's spikes in bit masks, from which the spikes' events are
-listed once the loop ends. Spikes are 0/1 and few, so the products with them run event by
-event: the next layer takes them as its input's events (they travel with the spikes tensor,
-:func:`_spike_events`), and they give the recurrent weight's gradient and, where they exist,
-the readout's currents ``S W_out^T`` and weight gradient (elsewhere those are dense products
-with a few outputs, which cost less than listing the events). The last hidden layer's node
-(:meth:`CompiledEngine.run_last_layer`) returns the readout's currents; its adjoint adds their
-gradient ``dL/dC[t] W_out`` to ``dL/dS[t]`` where it needs it, so that no gradient the size of
-all the spikes is written by a matrix product and read back.
+Spikes are 0/1 and few, so the products with them run event by event. The forward loop of a
+layer whose spikes feed another layer, whose recurrent weight needs a gradient, or that drives
+the readout summarises each step's spikes in bit masks while the step is in the cache. From
+the masks, the last hidden layer's loop adds up the readout's currents ``S W_out^T`` (the
+node of :meth:`CompiledEngine.run_last_layer` returns them) and the backward pass scatters the
+readout's weight gradient; for the other layers the spikes' events are listed once the loop
+ends: the next layer takes them as its input's events (they travel with the spikes tensor,
+:func:`_spike_events`), and they give the recurrent weight's gradient. The last layer's
+adjoint adds the currents' gradient ``dL/dC[t] W_out`` to ``dL/dS[t]`` where it needs it, so
+that no gradient the size of all the spikes is written by a matrix product and read back. The
+readout's leaky integration (:meth:`CompiledEngine.integrate_readout`) runs as its recursion,
+forward and backward, each sample and output on its own.
 
 A recurrent layer adds ``S[t] V^T`` inside the forward loop, from the rows of ``V^T`` of the
 units that spiked; its adjoint runs step by step with ``dL/dI[t+1] V`` a torch (BLAS) product
@@ -162,6 +164,11 @@ class CompiledEngine(FusedEngine):
             modes,
             readout_weight,
         )
+
+    def integrate_readout(self, currents, alpha_syn, alpha_mem):
+        if currents.device.type != "cpu" or currents.dtype not in (torch.float32, torch.float64):
+            return super().integrate_readout(currents, alpha_syn, alpha_mem)
+        return _LeakyFilter.apply(currents, float(alpha_syn), float(alpha_mem))
 
     def _layer(
         self,
@@ -905,3 +912,38 @@ class _Adjoint:
         args += (u, i, s_blk, s_blk, derivative.numpy(), a_np, _NO_MASKS, u, u, self.c)
         _over_samples(kernel, self.spikes.shape[1], (stop - start) * self.cells, args)
         return derivative, pre_reset
+
+
+# --------------------------------------------------------------------------------------------
+# The readout's leaky integration
+# --------------------------------------------------------------------------------------------
+
+
+def _filter(kernel, x: Tensor, alpha_syn: float, alpha_mem: float) -> Tensor:
+    """``kernel`` (:func:`~sksnn.engines._kernels.leaky_filter` or its adjoint) over the
+    columns of ``x`` (n_steps, ...)."""
+    rows = x.detach().contiguous().view(x.shape[0], -1)
+    out = torch.empty_like(rows)
+    # a column's step costs about a sixteenth of a unit's step in the LIF loops
+    cells = rows.numel() // 16
+    _over_samples(kernel, rows.shape[1], cells, (rows.numpy(), out.numpy(), alpha_syn, alpha_mem))
+    return out.view(x.shape)
+
+
+class _LeakyFilter(torch.autograd.Function):
+    """The readout's potential from its currents by the recursion of the LIF equations
+    without spikes, each column (sample and output) on its own: the numbers of
+    :func:`sksnn.readout.leaky_readout`'s float64 products to round-off, for any batch."""
+
+    @staticmethod
+    def forward(ctx, currents, alpha_syn, alpha_mem):  # type: ignore[override]
+        from ._kernels import leaky_filter
+
+        ctx.alphas = (alpha_syn, alpha_mem)
+        return _filter(leaky_filter, currents, alpha_syn, alpha_mem)
+
+    @staticmethod
+    def backward(ctx, grad):  # type: ignore[override]
+        from ._kernels import leaky_filter_adjoint
+
+        return _filter(leaky_filter_adjoint, grad, *ctx.alphas), None, None
