@@ -38,7 +38,6 @@ __all__ = [
     "adjoint_rows",
     "forward_rows",
     "leaky_filter",
-    "leaky_filter_adjoint",
     "scatter_masks",
     "scatter_rows",
     "specialised",
@@ -527,18 +526,51 @@ def _spike_masks(s_row, out):
         out[n_full] = bits
 
 
+#: Width of the vectors of :func:`_add_vector`: rows it adds are padded to a multiple of it.
+VECTOR_WIDTH = 8
+
+
+@intrinsic
+def _add_vector(typingctx, out, row, first):
+    """``out[first:first + 8] += row[first:first + 8]`` as one vector addition (both within
+    their arrays). A loop of a few elements would check at run time whether ``out`` and
+    ``row`` overlap and add the elements past the last multiple of 8 one by one: most of the
+    cost of adding a short row."""
+    if not isinstance(out, types.Array) or out.ndim != 1 or out.dtype != row.dtype:
+        return None
+
+    def codegen(context, builder, signature, args):
+        pointers = []
+        for array_type, value in zip(signature.args[:2], args[:2], strict=True):
+            array = context.make_array(array_type)(context, builder, value)
+            pointers.append(
+                cgutils.get_item_pointer(context, builder, array_type, array, [args[2]])
+            )
+        vector = ir.VectorType(context.get_data_type(out.dtype), VECTOR_WIDTH)
+        align = out.dtype.bitwidth // 8
+        out_pointer, row_pointer = (builder.bitcast(p, vector.as_pointer()) for p in pointers)
+        total = builder.fadd(
+            builder.load(out_pointer, align=align), builder.load(row_pointer, align=align)
+        )
+        builder.store(total, out_pointer, align=align)
+        return context.get_dummy_value()
+
+    return types.none(out, row, types.intp), codegen
+
+
 @njit(inline="always", **_JIT)
 def _masked_rows_sum(out, words, weight_t):
     """``out`` = the sum of the rows of ``weight_t`` of the units whose bits are set in
     ``words`` (:func:`_spike_masks`), in the order of the units: a row of 0/1 spikes times
-    ``weight_t``, event by event."""
-    out[:] = 0
+    ``weight_t``, event by event. Rows of a multiple of :data:`VECTOR_WIDTH` entries."""
+    for k in range(out.shape[0]):
+        out[k] = 0
     for w in range(words.shape[0]):
         bits = words[w]
         while bits != 0:
             row = weight_t[w * 32 + _lowest_bit(bits)]
-            for k in range(out.shape[0]):
-                out[k] += row[k]
+            for k in range(0, out.shape[0], VECTOR_WIDTH):
+                _add_vector(out, row, k)
             bits &= bits - np.uint32(1)
 
 
@@ -709,8 +741,11 @@ def adjoint_rows(
     for b in range(b0, b1):
         hb = 0 if recompute else b
         if recompute:
-            u[:] = u_start[b]
-            i[:] = i_start[b]
+            # element by element: a slice assignment compiles numba's broadcasting checks and
+            # their error messages (more than a second of the first fit)
+            for n in range(n_units):
+                u[n] = u_start[b, n]
+                i[n] = i_start[b, n]
             for t in range(t0, t1):
                 if events:
                     r = t * n_samples + b
@@ -922,15 +957,21 @@ def scatter_masks(w0, w1, masks, grad, out):
 
 
 @njit(nogil=True, cache=True, **_JIT)
-def leaky_filter(k0, k1, drive, out, alpha_syn, alpha_mem):
+def leaky_filter(k0, k1, drive, out, alpha_syn, alpha_mem, backwards):
     """Columns ``k0:k1`` of the potential of non-spiking LIF neurons driven by ``drive``
     (n_steps, n): ``out[n]`` is ``U[n + 1]`` of ``U[n + 1] = alpha_mem U[n] + (1 - alpha_mem)
     I[n]``, ``I[n + 1] = alpha_syn I[n] + drive[n]`` from zero, in float64 whatever the
-    arrays' dtype (as :func:`sksnn.readout.leaky_readout` computes it)."""
+    arrays' dtype (as :func:`sksnn.readout.leaky_readout` computes it).
+
+    The potential is the drive convolved with the PSP kernel, so the gradient of the drive
+    is the gradient of the potential convolved with the same kernel backwards in time: with
+    ``backwards`` the recursion runs from the last step to the first."""
     c_mem = 1.0 - alpha_mem
     u = np.zeros(k1 - k0)
     i = np.zeros(k1 - k0)
-    for t in range(drive.shape[0]):
+    n_steps = drive.shape[0]
+    for step in range(n_steps):
+        t = n_steps - 1 - step if backwards else step
         d = drive[t, k0:k1]
         o = out[t, k0:k1]
         for k in range(k1 - k0):
@@ -938,20 +979,3 @@ def leaky_filter(k0, k1, drive, out, alpha_syn, alpha_mem):
             i[k] = alpha_syn * i[k] + d[k]
             u[k] = v
             o[k] = v
-
-
-@njit(nogil=True, cache=True, **_JIT)
-def leaky_filter_adjoint(k0, k1, grad, out, alpha_syn, alpha_mem):
-    """Columns ``k0:k1`` of the gradient of :func:`leaky_filter`'s drive from that of its
-    output ``grad``: the same recursion run backwards in time on the adjoint states."""
-    c_mem = 1.0 - alpha_mem
-    gu = np.zeros(k1 - k0)
-    gi = np.zeros(k1 - k0)
-    for t in range(grad.shape[0] - 1, -1, -1):
-        g = grad[t, k0:k1]
-        o = out[t, k0:k1]
-        for k in range(k1 - k0):
-            new_gi = c_mem * gu[k] + alpha_syn * gi[k]
-            gu[k] = g[k] + alpha_mem * gu[k]
-            gi[k] = new_gi
-            o[k] = new_gi

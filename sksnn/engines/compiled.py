@@ -365,12 +365,13 @@ def _ranges(n_items: int, cells: int) -> list[tuple[int, int]]:
     small."""
     n_threads = max(1, torch.get_num_threads())
     n_parts = 1 if cells < _PARALLEL_CELLS else min(n_threads, n_items)
-    bounds = np.linspace(0, n_items, n_parts + 1).round().astype(int)
-    return [(int(a), int(b)) for a, b in itertools.pairwise(bounds) if b > a]
+    bounds = [n_items * k // max(1, n_parts) for k in range(n_parts + 1)]
+    return [(a, b) for a, b in itertools.pairwise(bounds) if b > a]
 
 
 def _over_samples(kernel, n_samples: int, cells: int, args: tuple) -> None:
-    """``kernel(b0, b1, *args)`` over ranges of samples ``b0:b1``, one per thread."""
+    """``kernel(b0, b1, *args)`` over ranges of samples ``b0:b1`` (or of other items), one per
+    thread."""
     ranges = _ranges(n_samples, cells)
     if len(ranges) == 1:
         kernel(*ranges[0], *args)
@@ -421,9 +422,17 @@ def _forward(
     keep_masks = keep_events or readout
     masks = np.empty((n_steps * n_samples if keep_masks else 1, n_words), dtype=np.uint32)
     if readout:
-        readout_t = readout_weight.to(dtype).t().contiguous().numpy()
-        saved.currents = like.new_empty(n_steps, n_samples, readout_t.shape[1])
-        currents_np = saved.currents.numpy().reshape(-1, readout_t.shape[1])
+        from ._kernels import VECTOR_WIDTH
+
+        # rows padded to whole vectors for the loop's additions
+        n_outputs = readout_weight.shape[0]
+        width = -(-n_outputs // VECTOR_WIDTH) * VECTOR_WIDTH
+        readout_t = like.new_zeros(n_units, width)
+        readout_t[:, :n_outputs] = readout_weight.t()
+        readout_t = readout_t.numpy()
+        padded = like.new_empty(n_steps, n_samples, width)
+        currents_np = padded.numpy().reshape(-1, width)
+        saved.currents = padded[..., :n_outputs]
     else:
         readout_t = currents_np = u_np
     surrogate = modes.shape if keep_d else 0  # unused otherwise: one specialisation
@@ -725,9 +734,7 @@ def _masks_t_product(masks: np.ndarray, n_units: int, grad: Tensor, dtype: torch
     rows = grad.to(dtype).contiguous().view(-1, grad.shape[-1])
     n_words = masks.shape[1]
     out = rows.new_zeros(32 * n_words, rows.shape[1])
-    grad_np, out_np = rows.numpy(), out.numpy()
-    ranges = _ranges(n_words, rows.numel())
-    map_threads(lambda k: scatter_masks(*ranges[k], masks, grad_np, out_np), len(ranges))
+    _over_samples(scatter_masks, n_words, rows.numel(), (masks, rows.numpy(), out.numpy()))
     return out[:n_units]
 
 
@@ -919,14 +926,15 @@ class _Adjoint:
 # --------------------------------------------------------------------------------------------
 
 
-def _filter(kernel, x: Tensor, alpha_syn: float, alpha_mem: float) -> Tensor:
-    """``kernel`` (:func:`~sksnn.engines._kernels.leaky_filter` or its adjoint) over the
-    columns of ``x`` (n_steps, ...)."""
+def _filter(x: Tensor, alpha_syn: float, alpha_mem: float, backwards: bool) -> Tensor:
+    """:func:`~sksnn.engines._kernels.leaky_filter` over the columns of ``x`` (n_steps, ...)."""
+    from ._kernels import leaky_filter
+
     rows = x.detach().contiguous().view(x.shape[0], -1)
     out = torch.empty_like(rows)
+    args = (rows.numpy(), out.numpy(), alpha_syn, alpha_mem, backwards)
     # a column's step costs about a sixteenth of a unit's step in the LIF loops
-    cells = rows.numel() // 16
-    _over_samples(kernel, rows.shape[1], cells, (rows.numpy(), out.numpy(), alpha_syn, alpha_mem))
+    _over_samples(leaky_filter, rows.shape[1], rows.numel() // 16, args)
     return out.view(x.shape)
 
 
@@ -937,13 +945,9 @@ class _LeakyFilter(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, currents, alpha_syn, alpha_mem):  # type: ignore[override]
-        from ._kernels import leaky_filter
-
         ctx.alphas = (alpha_syn, alpha_mem)
-        return _filter(leaky_filter, currents, alpha_syn, alpha_mem)
+        return _filter(currents, alpha_syn, alpha_mem, False)
 
     @staticmethod
     def backward(ctx, grad):  # type: ignore[override]
-        from ._kernels import leaky_filter_adjoint
-
-        return _filter(leaky_filter_adjoint, grad, *ctx.alphas), None, None
+        return _filter(grad, *ctx.alphas, True), None, None
