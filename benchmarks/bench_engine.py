@@ -620,8 +620,8 @@ def _benchmark(args) -> None:
                 [
                     name,
                     v,
-                    _fmt(step["step_min"]),
-                    _fmt(step["step_median"]),
+                    _fmt(step["step_min"] * 1e3, ".1f"),
+                    _fmt(step["step_median"] * 1e3, ".1f"),
                     _fmt(ratio, ".2f"),
                     _fmt(speedup, ".2f"),
                     _fmt(live_mb, ".0f"),
@@ -634,8 +634,8 @@ def _benchmark(args) -> None:
     header = [
         "workload",
         "variant",
-        "step s (best)",
-        "step s (median)",
+        "step ms (best)",
+        "step ms (median)",
         "x dense",
         "speed-up vs reference",
         "step memory MB",
@@ -652,7 +652,7 @@ def _benchmark(args) -> None:
         "# Engine benchmark\n\n"
         f"Written by `benchmarks/bench_engine.py` ({time.strftime('%Y-%m-%d')}). {env}; "
         f"at the end {end_load:.2f}. Neuron temperature T = {args.temperature}.\n\n"
-        "* step s: one training step (forward + backward + Adam) on one batch; best and median "
+        "* step ms: one training step (forward + backward + Adam) on one batch; best and median "
         f"of {args.repeats} steps after two warm-up steps, in the best of {args.rounds} "
         "interleaved process runs per variant.\n"
         "* x dense: best step time over that of the network's dense matrix products alone "
