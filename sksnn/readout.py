@@ -1,9 +1,9 @@
 """The readout's leaky integration: non-spiking LIF neurons driven by currents.
 
 Being linear and time-invariant, the integration is a convolution with the PSP kernel of
-:func:`sksnn.neuron.psp_kernel`; :func:`leaky_readout` computes it with matrix products, the
-compiled engine with a recursion in its own loops (:meth:`sksnn.engines.Engine.integrate_readout`
-chooses).
+:func:`sksnn.neuron.psp_kernel`. :func:`leaky_readout` computes it with matrix products (the
+fused and reference engines), the compiled engine with the recursion itself, compiled; each
+engine's :meth:`~sksnn.engines.Engine.integrate_readout` chooses.
 """
 
 from __future__ import annotations
