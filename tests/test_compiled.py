@@ -744,3 +744,25 @@ def test_compiled_readout_integration_is_the_toeplitz_readout(dtype, n_steps):
     # each sample's potential on its own: the same numbers in any batch
     part = engine.integrate_readout(currents.detach()[:, 5:9], a_syn, a_mem)
     assert torch.equal(part, recursive.detach()[:, 5:9])
+
+
+def test_compiled_readout_integration_split_over_threads_is_the_same():
+    # enough columns (samples x outputs) to split them over two threads
+    engine = get_engine("compiled")
+    params = LIFParameters()
+    generator = torch.Generator().manual_seed(1)
+    currents = torch.randn(60, 6000, 3, generator=generator).requires_grad_(True)
+    grad = torch.randn(60, 6000, 3, generator=generator)
+    assert currents.numel() // 16 >= compiled_module._PARALLEL_CELLS
+    results = []
+    previous = torch.get_num_threads()
+    try:
+        for n_threads in (2, 1):
+            torch.set_num_threads(n_threads)
+            v = engine.integrate_readout(currents, params.alpha_syn, params.alpha_mem)
+            results.append((v, *torch.autograd.grad(v, currents, grad)))
+    finally:
+        torch.set_num_threads(previous)
+    # each column is computed on its own: the same bits whichever thread runs it
+    for a, b in zip(*results, strict=True):
+        assert torch.equal(a, b)

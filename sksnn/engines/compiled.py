@@ -636,7 +636,10 @@ class _CompiledLIF(torch.autograd.Function):
             adjoint.run(0, n_steps, grad_drive, derivative, pre_reset, None)
             grad_rec = None
             if need_rec:
-                grad_rec = _events_t_product(ctx.events, grad_drive, spikes.dtype).t()
+                # time-major rows, the order of the events' keys
+                rows = grad_drive.contiguous().view(-1, n_units)
+                _weight_grad(ctx.events, 0, n_steps, rows, grad_rec_t)
+                grad_rec = grad_rec_t.t()
             return (grad_drive, None, None, grad_rec, grad_readout, *(None,) * 7)
 
         grad_first = torch.empty_like(x) if need_first else None
@@ -714,15 +717,6 @@ def _product_into(rows: Tensor, weight: Tensor, out: Tensor) -> None:
         torch.mm(rows, weight, out=out.view(-1, weight.shape[1]))
     else:  # a batch-major input's gradient
         out.copy_((rows @ weight).view(out.shape))
-
-
-def _events_t_product(events: StepPattern, grad: Tensor, dtype: torch.dtype) -> Tensor:
-    """``S^T grad`` for the spikes ``S`` given by their ``events`` and a ``grad`` of shape
-    (n_steps, n_samples, width): the recurrent weight's ``dL/dV^T`` from ``dL/dI[t + 1]``."""
-    rows = grad.to(dtype).contiguous().view(-1, grad.shape[-1])
-    out = rows.new_zeros(events.n_cols, rows.shape[1])
-    _weight_grad(events, 0, grad.shape[0], rows, out)
-    return out
 
 
 def _masks_t_product(masks: np.ndarray, n_units: int, grad: Tensor, dtype: torch.dtype) -> Tensor:

@@ -54,19 +54,13 @@ class FusedEngine(Engine):
         )
 
     def project(self, x: Tensor, weight: Tensor, binary: bool) -> Tensor:
-        return project_binary(x, weight, binary)
+        return project(x, weight, functools.partial(_product, binary=binary))
 
 
 def _product(rows: Tensor, weight: Tensor, binary: bool) -> Tensor:
     """``rows @ weight.T``, event by event where ``rows`` is 0/1 and sparse enough."""
     pattern = binary_pattern(rows, weight.shape[0], known_binary=binary)
     return rows @ weight.T if pattern is None else binary_linear(rows, weight, pattern)
-
-
-def project_binary(x: Tensor, weight: Tensor, binary: bool) -> Tensor:
-    """``x @ weight.T`` over all steps (:meth:`FusedEngine.project`): event by event where
-    ``x`` is 0/1 (known to be where ``binary``) and sparse enough."""
-    return project(x, weight, functools.partial(_product, binary=binary))
 
 
 def _pattern(layer_input: LayerInput, weight: Tensor) -> BinaryPattern | StepPattern | None:
